@@ -1,0 +1,1 @@
+"""An array and its periphery: mapping, converters, parasitics, tiles."""

@@ -1,0 +1,27 @@
+"""DAC on the rows and ADC on the columns: uniform symmetric quantisers with saturation."""
+
+from __future__ import annotations
+
+import torch
+
+
+def quantize_symmetric(
+    x: torch.Tensor, bits: int, full_range: torch.Tensor | float
+) -> torch.Tensor:
+    """Clamp to ``[-range, range]`` and round to ``2**(bits-1) - 1`` steps on each side.
+
+    A 1-bit converter is a sign (plus zero) quantiser with levels ``{-range, 0, range}``.
+    """
+    if not 1 <= bits <= 16:
+        raise ValueError(f"converter bits must be in 1..16, got {bits}")
+    steps = max(2 ** (bits - 1) - 1, 1)
+    r = torch.as_tensor(full_range, dtype=x.dtype, device=x.device)
+    lsb = r / steps
+    return torch.round(torch.maximum(torch.minimum(x, r), -r) / lsb) * lsb
+
+
+def calibrated_range(x: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Range that just covers ``x`` (max |x|, over ``dims``); 1.0 where x is all zero."""
+    a = x.detach().abs()
+    m = a.amax() if dims is None else a.amax(dim=dims, keepdim=True)
+    return torch.where(m > 0, m, torch.ones_like(m))

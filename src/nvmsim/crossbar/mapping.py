@@ -1,0 +1,54 @@
+"""Weight <-> conductance mapping: differential pair or offset (reference) column.
+
+Conductances are normalised (``Gmax == 1``). A weight ``w`` in ``[-Wmax, Wmax]`` becomes
+
+* differential: ``G+ = Gmin + (1 - Gmin) * max(w, 0) / Wmax`` and ``G-`` likewise for
+  ``max(-w, 0)``; ``w = (G+ - G-) * Wmax / (1 - Gmin)``;
+* offset: ``G = Gmin + (1 - Gmin) * (w + Wmax) / (2 Wmax)`` against a reference device
+  ``Gref = (1 + Gmin) / 2`` on every row; ``w = (G - Gref) * 2 Wmax / (1 - Gmin)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def weight_range(w: torch.Tensor, percentile: float | None = None) -> float:
+    """``Wmax = max|W|`` of a layer, or a percentile of ``|W|`` (larger weights are clipped)."""
+    a = w.detach().abs().flatten()
+    if a.numel() == 0:
+        return 1.0
+    if not torch.isfinite(a).all():
+        raise ValueError("weights contain NaN or inf")
+    wmax = (
+        float(a.max())
+        if percentile is None
+        else float(torch.quantile(a.double(), percentile / 100))
+    )
+    return wmax if wmax > 0 else 1.0
+
+
+def scale(mapping: str, wmax: float, g_min: float) -> float:
+    """Factor that turns a conductance difference back into weight units."""
+    span = 1.0 - g_min
+    if mapping == "differential":
+        return wmax / span
+    if mapping == "offset":
+        return 2.0 * wmax / span
+    raise ValueError(f"unknown mapping {mapping!r} (expected 'differential' or 'offset')")
+
+
+def to_conductances(w: torch.Tensor, mapping: str, wmax: float, g_min: float) -> torch.Tensor:
+    """Target conductances, stacked on a leading axis: ``(G+, G-)`` or ``(G,)``."""
+    wc = w.clamp(-wmax, wmax) / wmax
+    span = 1.0 - g_min
+    if mapping == "differential":
+        return torch.stack((g_min + span * wc.clamp_min(0), g_min + span * (-wc).clamp_min(0)))
+    if mapping == "offset":
+        return (g_min + span * (wc + 1) / 2).unsqueeze(0)
+    raise ValueError(f"unknown mapping {mapping!r} (expected 'differential' or 'offset')")
+
+
+def reference_level(g_min: float) -> float:
+    """Conductance of the offset mapping's reference devices (weight zero)."""
+    return (1.0 + g_min) / 2

@@ -1,0 +1,1 @@
+"""One cell's physics as pure tensor functions: programming error, read noise, faults, drift, presets."""

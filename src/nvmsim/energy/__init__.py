@@ -1,0 +1,1 @@
+"""nvmsim.energy (see DESIGN.md)."""

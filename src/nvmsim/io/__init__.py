@@ -1,0 +1,1 @@
+"""nvmsim.io (see DESIGN.md)."""

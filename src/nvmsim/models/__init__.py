@@ -1,0 +1,1 @@
+"""nvmsim.models (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""nvmsim.report (see DESIGN.md)."""

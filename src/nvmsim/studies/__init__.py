@@ -1,0 +1,1 @@
+"""nvmsim.studies (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""nvmsim.training (see DESIGN.md)."""
