@@ -1,1 +1,1 @@
-"""One cell's physics as pure tensor functions: programming error, read noise, faults, drift, presets."""
+"""One cell's physics as pure tensor functions: noise, levels, faults, drift, presets."""

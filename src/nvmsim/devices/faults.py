@@ -13,7 +13,7 @@ def stuck_at(
     g_max: float,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """Each device independently sticks at ``Gmin`` with ``rate_gmin``, at ``Gmax`` with ``rate_gmax``."""
+    """Each device independently sticks at Gmin (prob. ``rate_gmin``) or Gmax (``rate_gmax``)."""
     if rate_gmin < 0 or rate_gmax < 0 or rate_gmin + rate_gmax > 1:
         raise ValueError(f"fault rates must be >= 0 with sum <= 1, got {rate_gmin}, {rate_gmax}")
     if rate_gmin == 0 and rate_gmax == 0:
