@@ -59,9 +59,7 @@ def clip_bounds(mode: str, g_min: float, g_max: float = 1.0) -> tuple[float, flo
 def clip(g: torch.Tensor, mode: str, g_min: float, g_max: float = 1.0) -> torch.Tensor:
     """Clip conductances: at 0 (``zero``), to ``[Gmin, Gmax]`` (``range``) or not (``none``)."""
     lo, hi = clip_bounds(mode, g_min, g_max)
-    if lo == -math.inf and hi == math.inf:
-        return g
-    return g.clamp(min=None if lo == -math.inf else lo, max=None if hi == math.inf else hi)
+    return g if mode == "none" else g.clamp(lo, hi)
 
 
 def _phi(z: torch.Tensor) -> torch.Tensor:
@@ -97,8 +95,6 @@ def censored_moments(
     var = (second - mean**2).clamp_min(0.0)
     exact = s64 == 0
     if exact.any():
-        lo_c = None if lo == -math.inf else lo
-        hi_c = None if hi == math.inf else hi
-        mean = torch.where(exact, mu64.clamp(min=lo_c, max=hi_c), mean)
+        mean = torch.where(exact, mu64.clamp(lo, hi), mean)
         var = torch.where(exact, torch.zeros_like(var), var)
     return mean.to(dtype), var.to(dtype)
