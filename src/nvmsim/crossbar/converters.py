@@ -17,7 +17,7 @@ def quantize_symmetric(
     steps = max(2 ** (bits - 1) - 1, 1)
     r = torch.as_tensor(full_range, dtype=x.dtype, device=x.device)
     lsb = r / steps
-    return torch.round(torch.maximum(torch.minimum(x, r), -r) / lsb) * lsb
+    return torch.clamp(x, -r, r).div_(lsb).round_().mul_(lsb)
 
 
 def calibrated_range(x: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:

@@ -123,7 +123,7 @@ class AnalogTile:
         self.w_mean = (mean * self.scale).contiguous()  # (in, out)
         self.w_mean_t = self.w_mean.t().contiguous()  # (out, in), for F.linear
         self.var_const: float | None = None
-        self.w_var = None
+        self.w_var = self.w_var_t = None
         if var is not None:
             var = var * self.scale**2
             vmax = float(var.max()) if var.numel() else 0.0
@@ -131,6 +131,8 @@ class AnalogTile:
                 self.var_const = float(var.mean())
             else:
                 self.w_var = var.contiguous()
+                self.w_var_t = var.t().contiguous()
+        self._block_cache: dict[str, torch.Tensor] = {}
 
     def expand_ref(self, ref: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """Per-array reference values (on axis ``dim``) broadcast to the columns they serve."""
@@ -171,6 +173,8 @@ class AnalogTile:
             y = self._read_sampled(x, generator, blocked)
         elif blocked:
             y = self._read_moment_blocks(x, generator)
+        elif conv.adc_bits is None:
+            return self._read_moment(x, generator, bias)
         else:
             y = self._read_moment(x, generator)
         if conv.adc_bits is not None:
@@ -179,19 +183,22 @@ class AnalogTile:
             y = y + bias
         return y
 
-    def _read_moment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        y = F.linear(x, self.w_mean_t)
+    def _read_moment(
+        self, x: torch.Tensor, generator: torch.Generator | None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        y = F.linear(x, self.w_mean_t, bias)
         if not self.noisy:
             return y
-        x2 = x.square()
         eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-        if self.var_const is not None:
-            std = (x2.sum(1, keepdim=True) * self.var_const).sqrt_()
+        if self.var_const is not None:  # Var[W] constant: the second matmul is |x|^2
+            std = torch.linalg.vector_norm(x, dim=1, keepdim=True).mul_(math.sqrt(self.var_const))
+            x2 = None
         else:
-            std = (x2 @ self.w_var).sqrt_()
-        y = torch.addcmul(y, std, eps)
+            x2 = x.square()
+            std = F.linear(x2, self.w_var_t).sqrt_()
+        y.addcmul_(std, eps)
         if self.ref_var is not None:
-            y = y - self.ref_noise(x2, generator)
+            y -= self.ref_noise(x.square() if x2 is None else x2, generator)
         return y
 
     def ref_noise(self, x2: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -211,20 +218,26 @@ class AnalogTile:
         tr, nb = self.config.crossbar.tile_rows, self.row_blocks
         return F.pad(w, (0, 0, 0, nb * tr - self.in_features)).view(nb, tr, w.shape[1])
 
+    def _cached_blocks(self, name: str) -> torch.Tensor:
+        """Row-blocked copy of ``self.<name>``, made once per programmed state."""
+        if name not in self._block_cache:
+            self._block_cache[name] = self._wblocks(getattr(self, name))
+        return self._block_cache[name]
+
     def _read_moment_blocks(self, x: torch.Tensor, generator: torch.Generator | None):
         xb = self._blocks(x)
-        y = torch.bmm(xb, self._wblocks(self.w_mean))
+        y = torch.bmm(xb, self._cached_blocks("w_mean"))
         if not self.noisy:
             return y
         x2 = xb.square()
         if self.var_const is not None:
             std = (x2.sum(2, keepdim=True) * self.var_const).sqrt_()
         else:
-            std = torch.bmm(x2, self._wblocks(self.w_var)).sqrt_()
+            std = torch.bmm(x2, self._cached_blocks("w_var")).sqrt_()
         eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-        y = y + std * eps
+        y.addcmul_(std, eps)
         if self.ref_var is not None:
-            rstd = torch.bmm(x2, self._wblocks(self.ref_var)).sqrt_()
+            rstd = torch.bmm(x2, self._cached_blocks("ref_var")).sqrt_()
             reps = torch.randn(rstd.shape, generator=generator, dtype=y.dtype, device=y.device)
             y = y - self.expand_ref(rstd * reps)
         return y

@@ -1,1 +1,1 @@
-"""nvmsim.training (see DESIGN.md)."""
+"""Training: software (with noise regularisation), detector retraining, on-chip."""

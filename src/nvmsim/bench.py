@@ -1,0 +1,110 @@
+"""``nvmsim bench``: speed of analog inference as a ratio to plain torch in the same run.
+
+Each case is timed interleaved with its torch baseline (baseline, case, baseline, case, ...)
+and both are reported as medians, so load on the machine affects both alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from nvmsim.config import AnalogConfig, validate
+from nvmsim.models import build
+from nvmsim.nn.convert import convert
+
+
+@dataclass
+class BenchRow:
+    group: str
+    case: str
+    seconds: float
+    baseline_seconds: float
+    items: int
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.baseline_seconds
+
+    @property
+    def per_second(self) -> float:
+        return self.items / self.seconds
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ratio": self.ratio, "per_second": self.per_second}
+
+
+def time_interleaved(
+    baseline: Callable[[], object], case: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Median wall time of ``baseline`` and ``case``, run alternately ``repeats`` times."""
+    baseline(), case()  # warm-up: allocations, lazy init, calibration
+    tb, tc = [], []
+    for _ in range(repeats):
+        s = time.perf_counter()
+        baseline()
+        tb.append(time.perf_counter() - s)
+        s = time.perf_counter()
+        case()
+        tc.append(time.perf_counter() - s)
+    return statistics.median(tb), statistics.median(tc)
+
+
+def _cfg(device: dict, **extra) -> AnalogConfig:
+    return validate(AnalogConfig, {"device": device, **extra})
+
+
+PROG = {"kind": "proportional", "sigma": 0.02}
+ADD = {"kind": "additive", "sigma": 0.02}
+PROP = {"kind": "proportional", "sigma": 0.02}
+
+INFERENCE_CASES: dict[str, AnalogConfig] = {
+    "ideal analog": _cfg({}),
+    "prog. error + additive read noise": _cfg(
+        {"programming_error": PROG, "read_noise": ADD, "on_off_ratio": 10}
+    ),
+    "prog. error + proportional read noise": _cfg(
+        {"programming_error": PROG, "read_noise": PROP, "on_off_ratio": 10}
+    ),
+    "read noise + 8-bit DAC/ADC": _cfg(
+        {"read_noise": PROP, "on_off_ratio": 10}, converter={"dac_bits": 8, "adc_bits": 8}
+    ),
+}
+
+
+def bench_model(
+    group: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    cases: dict[str, AnalogConfig],
+    repeats: int,
+) -> list[BenchRow]:
+    """Time each analog configuration of ``model`` against ``model`` itself on ``x``."""
+    model.eval()
+    rows = []
+    with torch.no_grad():
+        for name, cfg in cases.items():
+            analog = convert(model, cfg).eval()
+            tb, tc = time_interleaved(lambda: model(x), lambda a=analog: a(x), repeats)
+            rows.append(BenchRow(group, name, tc, tb, len(x)))
+    return rows
+
+
+def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) -> list[BenchRow]:
+    """The issue's reference set: MLP 784-300-10 and 784-128-10, and paper 000's CNN."""
+    torch.manual_seed(seed)
+    x = torch.rand(n, 1, 28, 28)
+    rows = bench_model("MLP 784-300-10", build("mlp300"), x, INFERENCE_CASES, repeats)
+    mlp128_cases = {k: INFERENCE_CASES[k] for k in list(INFERENCE_CASES)[1:3]}
+    rows += bench_model("MLP 784-128-10", build("mlp128"), x, mlp128_cases, repeats)
+    cnn_cases = {
+        "read noise (proportional)": _cfg({"read_noise": PROP, "on_off_ratio": 10}),
+        "prog. error + additive read noise": INFERENCE_CASES["prog. error + additive read noise"],
+    }
+    rows += bench_model("CNN 000 (119,322 params)", build("cnn000"), x, cnn_cases, max(3, repeats // 3))
+    return rows
