@@ -106,5 +106,7 @@ def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) 
         "read noise (proportional)": _cfg({"read_noise": PROP, "on_off_ratio": 10}),
         "prog. error + additive read noise": INFERENCE_CASES["prog. error + additive read noise"],
     }
-    rows += bench_model("CNN 000 (119,322 params)", build("cnn000"), x, cnn_cases, max(3, repeats // 3))
+    rows += bench_model(
+        "CNN 000 (119,322 params)", build("cnn000"), x, cnn_cases, max(3, repeats // 3)
+    )
     return rows

@@ -27,4 +27,13 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["REGISTRY", "MosaicsRNN", "build", "cnn000", "count_parameters", "mlp", "mlp128", "mlp300"]
+__all__ = [
+    "REGISTRY",
+    "MosaicsRNN",
+    "build",
+    "cnn000",
+    "count_parameters",
+    "mlp",
+    "mlp128",
+    "mlp300",
+]

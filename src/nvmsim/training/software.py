@@ -36,7 +36,9 @@ def train(
     ``patience`` epochs and restore the best weights.
     """
     if epochs < 0 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need epochs >= 0, batch_size >= 1, lr > 0 (got {epochs}, {batch_size}, {lr})")
+        raise ValueError(
+            f"need epochs >= 0, batch_size >= 1, lr > 0 (got {epochs}, {batch_size}, {lr})"
+        )
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
     gen = torch.Generator().manual_seed(seed)
@@ -65,7 +67,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             result.epochs_run += 1
             result.train_loss.append(total / len(x))
             if bar is not None:

@@ -1,0 +1,203 @@
+"""The ``nvmsim`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Simulate neural networks on analog non-volatile-memory crossbars.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def demo(
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 40,
+    repeats: Annotated[int, typer.Option(min=2, help="Device instances per setting.")] = 10,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """Train a small MLP on the embedded 8x8 digits and compare accuracy on analog devices."""
+    from nvmsim.demo import run_demo
+
+    with console.status("training a 64-64-10 MLP on scikit-learn's digits ..."):
+        software, rows = run_demo(epochs=epochs, repeats=repeats, seed=seed)
+    table = Table(title=f"digits test split (360 images), {repeats} device instances each")
+    table.add_column("setting")
+    table.add_column("accuracy %", justify="right")
+    table.add_column("std", justify="right")
+    table.add_column("vs software", justify="right")
+    table.add_row("software (torch)", f"{100 * software:.2f}", "", "")
+    for r in rows:
+        delta = 100 * (r.mean - software)
+        table.add_row(r.setting, f"{100 * r.mean:.2f}", f"{100 * r.std:.2f}", f"{delta:+.2f}")
+    console.print(table)
+
+
+@app.command()
+def bench(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    quick: Annotated[bool, typer.Option(help="Fewer inputs and repeats.")] = False,
+    irdrop: Annotated[bool, typer.Option(help="Also time the exact IR-drop solver.")] = True,
+) -> None:
+    """Time analog inference as a ratio to plain torch in the same run."""
+    import torch
+
+    from nvmsim.bench import run_inference_benchmarks
+
+    n, repeats = (2_000, 5) if quick else (10_000, 15)
+    rows = [r.as_dict() for r in run_inference_benchmarks(n=n, repeats=repeats)]
+    ir_rows: list[dict] = []
+    if irdrop:
+        from nvmsim.crossbar.parasitics import benchmark_sizes
+
+        ir_rows = benchmark_sizes(sizes=(64, 128, 256) if quick else (64, 128, 256, 512))
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "inputs": n}
+    if as_json:
+        json.dump({"meta": meta, "inference": rows, "irdrop": ir_rows}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    table = Table(
+        title=f"analog inference vs plain torch ({n:,} inputs, {meta['threads']} threads)"
+    )
+    for col in ("model", "case", "analog ms", "torch ms", "ratio", "inputs/s"):
+        table.add_column(col, justify="left" if col in ("model", "case") else "right")
+    for r in rows:
+        table.add_row(
+            r["group"], r["case"], f"{1e3 * r['seconds']:.1f}",
+            f"{1e3 * r['baseline_seconds']:.1f}", f"{r['ratio']:.2f}x", f"{r['per_second']:,.0f}",
+        )  # fmt: skip
+    console.print(table)
+    if ir_rows:
+        t2 = Table(title="IR drop: exact effective matrix of one tile (float64)")
+        for col in ir_rows[0]:
+            t2.add_column(str(col), justify="right")
+        for r in ir_rows:
+            t2.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
+        console.print(t2)
+
+
+@app.command()
+def devices() -> None:
+    """List the device presets and their parameters."""
+    from nvmsim.devices.presets import preset, preset_names
+
+    table = Table(title="device presets (conductances normalised to Gmax = 1)")
+    for col in ("preset", "Gmax (S)", "on/off", "prog. error", "read noise", "drift nu", "bits"):
+        table.add_column(col)
+    for name in preset_names():
+        d = preset(name)
+        table.add_row(
+            name, f"{d.g_max_siemens:.3g}", f"{d.on_off_ratio:g}",
+            f"{d.programming_error.sigma:g} {d.programming_error.kind[:4]}",
+            f"{d.read_noise.sigma:g} {d.read_noise.kind[:4]}",
+            f"{d.drift_nu:g} ± {d.drift_nu_std:g}", str(d.bits or "analog"),
+        )  # fmt: skip
+    console.print(table)
+    console.print("Sources are cited in nvmsim/devices/presets.py.")
+
+
+@app.command()
+def models() -> None:
+    """List the papers' models with their parameter counts."""
+    from nvmsim.models import build, count_parameters
+
+    table = Table(title="registered models")
+    table.add_column("name")
+    table.add_column("parameters", justify="right")
+    for name, kw in [
+        ("mlp128", {}), ("mlp300", {}), ("cnn000", {}),
+        ("mosaics_rnn", {"t": 7}), ("mosaics_rnn", {"t": 56}),
+    ]:  # fmt: skip
+        label = name + "".join(f" {k}={v}" for k, v in kw.items())
+        table.add_row(label, f"{count_parameters(build(name, **kw)):,}")
+    console.print(table)
+
+
+@app.command()
+def data(
+    data_dir: Annotated[Path | None, typer.Option(help="Look here first.")] = None,
+) -> None:
+    """List the datasets found locally, with sizes and MD5 checks."""
+    from nvmsim.data import describe_local
+
+    table = Table(title="datasets")
+    for col in ("dataset", "file", "bytes", "status", "path"):
+        table.add_column(col)
+    for r in describe_local(data_dir):
+        size = f"{r['bytes']:,}" if r.get("bytes") is not None else ""
+        table.add_row(r["dataset"], r["file"], size, r["status"], str(r.get("path") or ""))
+    console.print(table)
+
+
+@app.command()
+def irdrop(
+    rows: Annotated[int, typer.Option(min=1)] = 256,
+    cols: Annotated[int, typer.Option(min=1)] = 256,
+    r_wire: Annotated[float, typer.Option(min=0.0, help="Wire segment resistance (ohm).")] = 1.0,
+    g_on: Annotated[float, typer.Option(min=0.0, help="Gmax (S).")] = 1e-4,
+    on_off: Annotated[float, typer.Option(min=1.0)] = 10.0,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    figure: Annotated[Path | None, typer.Option(help="Save a PNG of the error by column.")] = None,
+) -> None:
+    """Exact IR drop of a random crossbar: error summary, timing, optional figure."""
+    import time
+
+    import numpy as np
+
+    from nvmsim.crossbar.parasitics import effective_matrix
+
+    rng = np.random.default_rng(seed)
+    g = rng.uniform(g_on / on_off, g_on, size=(rows, cols))
+    v = rng.uniform(0, 0.2, size=(1, rows))
+    t0 = time.perf_counter()
+    t = effective_matrix(g, r_wire, r_wire)
+    elapsed = time.perf_counter() - t0
+    ideal = (v @ g)[0]
+    real = (v @ t)[0]
+    rel = (real - ideal) / ideal
+    console.print(
+        f"{rows}x{cols} crossbar, r_wire = {r_wire} ohm, G in [{g_on / on_off:.3g}, {g_on:.3g}] S"
+    )
+    console.print(f"effective matrix solved exactly in {elapsed:.3f} s")
+    console.print(
+        f"relative column-current error: mean {rel.mean():+.3%}, worst {rel.min():+.3%} "
+        f"(column {int(rel.argmin())}), best {rel.max():+.3%}"
+    )
+    if figure is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(100 * rel)
+        ax.set_xlabel("column")
+        ax.set_ylabel("current error vs ideal (%)")
+        ax.set_title(f"IR drop, {rows}x{cols}, r = {r_wire} ohm")
+        fig.tight_layout()
+        fig.savefig(figure, dpi=120)
+        console.print(f"figure written to {figure}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
