@@ -123,6 +123,9 @@ def models() -> None:
     for name, kw in [
         ("mlp128", {}), ("mlp300", {}), ("cnn000", {}),
         ("mosaics_rnn", {"t": 7}), ("mosaics_rnn", {"t": 56}),
+        ("fc_tanh", {"n_fe": 100, "hidden_layers": 1}),
+        ("fc_tanh", {"n_fe": 100, "hidden_layers": 2}),
+        ("cifar_cnn", {}), ("mlp528", {}),
     ]:  # fmt: skip
         label = name + "".join(f" {k}={v}" for k, v in kw.items())
         table.add_row(label, f"{count_parameters(build(name, **kw)):,}")

@@ -7,12 +7,17 @@ from collections.abc import Callable
 from torch import nn
 
 from nvmsim.models.paper000 import MosaicsRNN, cnn000, mlp, mlp128, mlp300
+from nvmsim.models.paper003 import cifar_cnn, fc_tanh
+from nvmsim.models.paper004 import mlp528
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "mlp128": mlp128,
     "mlp300": mlp300,
     "cnn000": cnn000,
     "mosaics_rnn": MosaicsRNN,
+    "fc_tanh": fc_tanh,
+    "cifar_cnn": cifar_cnn,
+    "mlp528": mlp528,
 }
 
 
@@ -31,9 +36,12 @@ __all__ = [
     "REGISTRY",
     "MosaicsRNN",
     "build",
+    "cifar_cnn",
     "cnn000",
     "count_parameters",
+    "fc_tanh",
     "mlp",
     "mlp128",
     "mlp300",
+    "mlp528",
 ]
