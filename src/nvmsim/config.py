@@ -82,13 +82,26 @@ class DeviceConfig(_Strict):
 
 
 class CrossbarConfig(_Strict):
-    """How a weight matrix is laid out on arrays."""
+    """How a weight matrix is laid out on arrays, and the arrays' wires.
+
+    ``r_row`` / ``r_col`` are the resistances (ohm) of one wire segment between neighbouring
+    cells; with either > 0 every array's exact IR drop is solved once at programming time.
+    """
 
     mapping: Literal["differential", "offset"] = "differential"
     tile_rows: int = Field(256, ge=1)
     tile_cols: int = Field(256, ge=1)
     weight_clip_percentile: float | None = Field(None, gt=0.0, le=100.0)
     bias: Literal["digital", "analog"] = "digital"
+    r_row: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    r_col: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    r_access: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    both_ends: bool = False
+
+    @property
+    def parasitics(self) -> bool:
+        """Whether wire resistance makes IR drop worth solving."""
+        return self.r_row > 0 or self.r_col > 0 or self.r_access > 0
 
 
 class ConverterConfig(_Strict):
@@ -121,6 +134,15 @@ class AnalogConfig(_Strict):
     read_noise_mode: Literal["moment", "sample"] = "moment"
     moment_rtol: float = Field(1e-4, ge=0.0)
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _sampling_without_parasitics(self) -> AnalogConfig:
+        if self.read_noise_mode == "sample" and self.crossbar.parasitics:
+            raise ValueError(
+                "read_noise_mode = 'sample' does not solve IR drop per read; use 'moment' "
+                "with crossbar r_row / r_col / r_access"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

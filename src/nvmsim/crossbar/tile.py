@@ -109,9 +109,8 @@ class AnalogTile:
             )
         else:
             m, v = self.g, None
-        mean = sum(s * m[i] for i, s in enumerate(signs[: m.shape[0]]))
         var = None if v is None else v.sum(0)
-        self.ref_var = None
+        self.ref_var = rm = None
         if self.g_ref is not None:
             if self.noisy:
                 std = noise.noise_std(self.g_ref, rn.kind, rn.sigma)
@@ -119,6 +118,10 @@ class AnalogTile:
                 self.ref_var = (rv * self.scale**2).contiguous()
             else:
                 rm = self.g_ref
+        if self.config.crossbar.parasitics:
+            m, rm = self._with_ir_drop(m, rm)
+        mean = sum(s * m[i] for i, s in enumerate(signs[: m.shape[0]]))
+        if rm is not None:
             mean = mean - self.expand_ref(rm)
         self.w_mean = (mean * self.scale).contiguous()  # (in, out)
         self.w_mean_t = self.w_mean.t().contiguous()  # (out, in), for F.linear
@@ -133,6 +136,40 @@ class AnalogTile:
                 self.w_var = var.contiguous()
                 self.w_var_t = var.t().contiguous()
         self._block_cache: dict[str, torch.Tensor] = {}
+
+    def _with_ir_drop(
+        self, m: torch.Tensor, ref: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Replace mean conductances by each array's exact effective matrix (IR drop).
+
+        Every ``tile_rows x tile_cols`` block of each conductance stack (G+ and G-, or G) is
+        one physical array; with the offset mapping its reference column is the array's last
+        column. Read noise keeps the variance of the devices themselves (first order).
+        """
+        from nvmsim.crossbar.parasitics import effective_matrix
+
+        xb = self.config.crossbar
+        g_s = self.config.device.g_max_siemens
+        tr, tc = xb.tile_rows, xb.tile_cols
+        m_eff = torch.empty_like(m)
+        ref_eff = None if ref is None else torch.empty_like(ref)
+        for k in range(m.shape[0]):
+            for r0 in range(0, self.in_features, tr):
+                for a, c0 in enumerate(range(0, self.out_features, tc)):
+                    block = m[k, r0 : r0 + tr, c0 : c0 + tc]
+                    if ref is not None:
+                        block = torch.cat([block, ref[r0 : r0 + tr, a : a + 1]], dim=1)
+                    t = effective_matrix(
+                        block.double() * g_s, xb.r_row, xb.r_col,
+                        both_ends=xb.both_ends, r_access=xb.r_access,
+                    ) / g_s  # fmt: skip
+                    t = t.to(m.dtype)
+                    if ref is not None:
+                        if k == 0:
+                            ref_eff[r0 : r0 + tr, a] = t[:, -1]
+                        t = t[:, :-1]
+                    m_eff[k, r0 : r0 + tr, c0 : c0 + tc] = t
+        return m_eff, ref_eff
 
     def expand_ref(self, ref: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """Per-array reference values (on axis ``dim``) broadcast to the columns they serve."""
