@@ -198,6 +198,89 @@ def irdrop(
         console.print(f"figure written to {figure}")
 
 
+StudyPath = Annotated[Path, typer.Argument(help="Study file (TOML).")]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="Result store (default nvmsim-results/NAME.sqlite).")
+]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="Subsets, fewer epochs and repeats.")]
+
+
+def _plan(study: Path, quick: bool, store: Path | None):
+    from nvmsim.config import ConfigError
+    from nvmsim.studies.study import plan
+
+    try:
+        return plan(study, quick=quick, store=store)
+    except ConfigError as err:
+        _fail(str(err))
+
+
+@app.command()
+def run(
+    study: StudyPath,
+    quick: QuickOpt = False,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
+    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    store: StoreOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run every pending run of a study; finished runs are skipped, results stored as they come."""
+    from nvmsim.studies.study import run_plan
+
+    if executor not in ("local", "ray"):
+        _fail(f"--executor must be 'local' or 'ray', got {executor!r}")
+    p = _plan(study, quick, store)
+    counts = run_plan(p, executor=executor, workers=workers, progress=not quiet)
+    console.print(
+        f"{p.study_key}: {counts['ran']} runs done now, {counts['skipped']} already stored, "
+        f"{counts['total']} in all -> {p.store_path}"
+    )
+
+
+@app.command("status")
+def status_cmd(study: StudyPath, quick: QuickOpt = False, store: StoreOpt = None) -> None:
+    """How many runs of a study are done and pending."""
+    from nvmsim.studies.study import status
+
+    p = _plan(study, quick, store)
+    s = status(p)
+    console.print(f"{p.study_key}: {s['done']} done, {s['pending']} pending, {s['total']} in all")
+
+
+@app.command()
+def report(
+    study: StudyPath,
+    quick: QuickOpt = False,
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
+    export: Annotated[Path | None, typer.Option(help="Also export runs (.csv / .parquet).")] = None,
+) -> None:
+    """Write markdown tables, figures and a static HTML page from stored results."""
+    from nvmsim.report.build import write_report
+    from nvmsim.studies.store import Store
+    from nvmsim.studies.store import export as export_rows
+
+    p = _plan(study, quick, store)
+    if not p.store_path.is_file():
+        _fail(f"{p.store_path}: no results yet; run `nvmsim run {study}` first")
+    with Store(p.store_path) as s:
+        rows = s.rows(p.study_key, [r.run_id for r in p.runs])
+    if not rows:
+        _fail(f"{p.store_path}: no stored runs of {p.study_key}")
+    folder = out or p.store_path.parent / (p.spec.name + ("-quick" if quick else ""))
+    paths = write_report(rows, folder, p.study_key, p.spec.description)
+    if export is not None:
+        try:
+            paths["export"] = export_rows(rows, export)
+        except ValueError as err:
+            _fail(str(err))
+    missing = len(p.runs) - len(rows)
+    for kind, path in paths.items():
+        console.print(f"{kind}: {path}")
+    if missing:
+        console.print(f"[yellow]{missing} runs are not done yet; the report shows {len(rows)}.[/]")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

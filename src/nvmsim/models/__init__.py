@@ -11,6 +11,7 @@ from nvmsim.models.paper003 import cifar_cnn, fc_tanh
 from nvmsim.models.paper004 import mlp528
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "mlp": mlp,
     "mlp128": mlp128,
     "mlp300": mlp300,
     "cnn000": cnn000,

@@ -1,1 +1,1 @@
-"""nvmsim.report (see DESIGN.md)."""
+"""Tables, figures and a static HTML report of a study."""

@@ -1,1 +1,1 @@
-"""nvmsim.studies (see DESIGN.md)."""
+"""Studies: schema, sweep expansion, executors, result store."""

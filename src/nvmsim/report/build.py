@@ -1,0 +1,172 @@
+"""Tables (markdown), figures (matplotlib) and a self-contained HTML page for a study.
+
+Figures put the first numeric sweep axis on x, draw one line per combination of the other
+axes, and shade a 95 % confidence band of the mean over repeats (t interval).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def ci95(std: float, n: int) -> float:
+    """Half-width of the 95 % t confidence interval of a mean of ``n`` values."""
+    return 0.0 if n < 2 else float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+
+
+def axis_names(rows: list[dict[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for r in rows:
+        for k in r["axes"]:
+            if k not in names:
+                names.append(k)
+    return names
+
+
+def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
+    """One line per run: axes, mean ± std (over repeats) and the 95 % CI of the mean."""
+    names = axis_names(rows)
+    pct = metric == "accuracy"
+    head = [*names, f"{metric} (mean)", "std", "95 % CI ±", "repeats"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: [_fmt(r["axes"].get(n, "")) for n in names]):
+        m = r["metrics"]
+        scale = 100 if pct else 1
+        mean, std, n = m[metric] * scale, m[f"{metric}_std"] * scale, m["repeats"]
+        cells = [_fmt(r["axes"].get(n, "")) for n in names]
+        cells += [f"{mean:.2f}", f"{std:.2f}", f"{ci95(std, n):.2f}", str(n)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _numeric_axis(rows: list[dict[str, Any]], names: list[str]) -> str | None:
+    for n in names:
+        values = {r["axes"].get(n) for r in rows}
+        if len(values) > 1 and all(isinstance(v, int | float) for v in values):
+            return n
+    return None
+
+
+def figure_png(rows: list[dict[str, Any]], title: str, metric: str = "accuracy") -> bytes | None:
+    """Metric vs the first numeric axis, one line per other-axes combination; PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = axis_names(rows)
+    xaxis = _numeric_axis(rows, names)
+    if xaxis is None:
+        return None
+    others = [n for n in names if n != xaxis]
+    lines: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        lines[tuple(r["axes"].get(n) for n in others)].append(r)
+    scale = 100 if metric == "accuracy" else 1
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, rs in sorted(lines.items(), key=lambda kv: [_fmt(k) for k in kv[0]]):
+        rs.sort(key=lambda r: r["axes"][xaxis])
+        xs = [r["axes"][xaxis] for r in rs]
+        ms = [r["metrics"][metric] * scale for r in rs]
+        hw = [ci95(r["metrics"][f"{metric}_std"] * scale, r["metrics"]["repeats"]) for r in rs]
+        label = ", ".join(f"{n}={_fmt(v)}" for n, v in zip(others, key, strict=True)) or metric
+        (line,) = ax.plot(xs, ms, marker="o", ms=3, label=label)
+        ax.fill_between(xs, [m - h for m, h in zip(ms, hw, strict=True)],
+                        [m + h for m, h in zip(ms, hw, strict=True)],
+                        color=line.get_color(), alpha=0.2, lw=0)  # fmt: skip
+    ax.set_xlabel(xaxis)
+    ax.set_ylabel(f"{metric} (%)" if metric == "accuracy" else metric)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data)
+    else:
+        tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_report(
+    rows: list[dict[str, Any]], out_dir: str | Path, title: str, description: str = ""
+) -> dict[str, Path]:
+    """Write ``results.md``, ``accuracy.png`` and ``report.html`` (figure embedded)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(rows)
+    png = figure_png(rows, title)
+    paths = {"markdown": out / "results.md", "html": out / "report.html"}
+    _write(paths["markdown"], f"# {title}\n\n{description}\n\n{table}")
+    if png is not None:
+        paths["figure"] = out / "accuracy.png"
+        _write(paths["figure"], png)
+    _write(paths["html"], render_html(rows, title, description, png))
+    return paths
+
+
+def render_html(rows: list[dict[str, Any]], title: str, description: str, png: bytes | None) -> str:
+    names = axis_names(rows)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    body = []
+    for r in rows:
+        m = r["metrics"]
+        cells = "".join(f"<td>{html.escape(_fmt(r['axes'].get(n, '')))}</td>" for n in names)
+        std, n = 100 * m["accuracy_std"], m["repeats"]
+        cells += (
+            f"<td>{100 * m['accuracy']:.2f}</td><td>{std:.2f}</td>"
+            f"<td>{ci95(std, n):.2f}</td><td>{n}</td>"
+        )
+        body.append(f"<tr>{cells}</tr>")
+    img = ""
+    if png is not None:
+        b64 = base64.b64encode(png).decode()
+        img = f'<img id="figure" alt="accuracy figure" src="data:image/png;base64,{b64}">'
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }}
+</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(description)}</p>
+{img}
+<table id="results"><thead><tr>{head}<th>accuracy %</th><th>std</th><th>95 % CI ±</th>
+<th>repeats</th></tr></thead>
+<tbody>
+{"".join(body)}
+</tbody></table>
+<p>{len(rows)} runs. Generated by nvmsim.</p>
+<script>
+// Lets a headless check see that the embedded figure decoded.
+const fig = document.getElementById("figure");
+function mark() {{ document.body.dataset.figureWidth = fig ? fig.naturalWidth : 0; }}
+if (!fig || fig.complete) mark(); else fig.addEventListener("load", mark);
+</script>
+</body></html>
+"""

@@ -1,0 +1,168 @@
+"""Executing one run: get the trained model (train once, cached), program it, evaluate.
+
+Everything here is a pure function of the run's JSON config and the cache folder, so a run
+gives the same numbers in any process, in any order, under any executor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nvmsim.config import AnalogConfig
+from nvmsim.data import load, perturb
+from nvmsim.nn.convert import convert, drift_to
+
+
+def sub_seed(*parts: Any) -> int:
+    """A 63-bit seed derived from any JSON-able parts (stable across processes)."""
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(h[:8], "little") >> 1
+
+
+def _data(
+    tree: dict[str, Any], split: str, subset: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    d = tree["data"]
+    crop = tuple(d["crop"]) if d.get("crop") else None
+    return load(d["dataset"], split, d.get("data_dir"), crop=crop, subset=subset, seed=tree["seed"])
+
+
+class Preprocess:
+    """``unit``: pixels in [0, 1] as loaded. ``standard``: per-pixel standardisation with the
+    training images' statistics, applied after any test-set noise."""
+
+    def __init__(self, kind: str, x_train: torch.Tensor) -> None:
+        self.kind = kind
+        if kind == "standard":
+            self.mean = x_train.mean(0, keepdim=True)
+            std = x_train.std(0, unbiased=False, keepdim=True)
+            self.std = torch.where(std > 0, std, torch.ones_like(std))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std if self.kind == "standard" else x
+
+
+def build_model(tree: dict[str, Any]) -> nn.Module:
+    src, kwargs = tree["source"], dict(tree["kwargs"])
+    if src["arch"]:
+        from nvmsim.models import build
+
+        if tree["train"]["sigma_neu"] > 0:
+            kwargs["sigma_neu"] = tree["train"]["sigma_neu"]
+        return build(src["arch"], **kwargs)
+    if src["checkpoint"]:
+        from nvmsim.io.checkpoint import load_checkpoint
+
+        return load_checkpoint(src["checkpoint"])[0]
+    from nvmsim.io.keras import load_keras
+
+    return load_keras(src["keras"])
+
+
+def _atomic_save(state: dict[str, torch.Tensor], path: Path, meta: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file(
+        {k: v.contiguous() for k, v in state.items()},
+        str(tmp),
+        metadata={"nvmsim": json.dumps(meta)},
+    )
+    os.replace(tmp, path)
+
+
+def trained_model(tree: dict[str, Any], train_key: str, cache_dir: Path) -> nn.Module:
+    """The run's model with trained weights: from the cache, or trained now and cached."""
+    model = build_model(tree)
+    if not tree["source"]["arch"]:
+        return model.eval()
+    path = cache_dir / f"{train_key}.safetensors"
+    if path.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(path)))
+        return model.eval()
+    from nvmsim.studies.sweep import train_config
+    from nvmsim.training.software import train
+
+    t = tree["train"]
+    x, y = _data(tree, "train", t["train_subset"])
+    x = Preprocess(tree["data"]["preprocess"], x)(x)
+    seed = sub_seed("train", train_key)
+    torch.manual_seed(seed)
+    model = build_model(tree)  # initial weights from the seed
+    train(
+        model,
+        x,
+        y,
+        epochs=t["epochs"],
+        batch_size=t["batch_size"],
+        lr=t["lr"],
+        optimizer=t["optimizer"],
+        seed=seed,
+    )
+    _atomic_save(model.state_dict(), path, train_config(tree))
+    return model.eval()
+
+
+def _loss_acc(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 5000
+) -> tuple[float, float]:
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out = model(x[i : i + batch])
+            loss += float(F.cross_entropy(out, y[i : i + batch], reduction="sum"))
+            correct += int((out.argmax(1) == y[i : i + batch]).sum())
+    return loss / len(x), correct / len(x)
+
+
+def evaluate(tree: dict[str, Any], train_key: str, cache_dir: Path) -> dict[str, Any]:
+    """Metrics of one run over its repeats (device instances and noise draws)."""
+    model = trained_model(tree, train_key, cache_dir)
+    xtr, _ = _data(tree, "train", tree["train"]["train_subset"])
+    prep = Preprocess(tree["data"]["preprocess"], xtr)
+    x, y = _data(tree, "test", tree["data"]["test_subset"])
+    sc = tree["scenario"]
+    cfg = AnalogConfig.model_validate(tree["analog"])
+    base_seed = sub_seed("eval", tree)
+    clean_loss, clean_acc = _loss_acc(model, prep(x), y)
+    analog = None
+    accs, losses = [], []
+    for r in range(tree["repeats"]):
+        seed = sub_seed(base_seed, r)
+        if analog is None or sc["reprogram_each_repeat"]:
+            analog = convert(model, cfg.model_copy(update={"seed": seed % (2**62)})).eval()
+            if sc["drift_time"] > 0:
+                drift_to(analog, sc["drift_time"])
+        xr = x
+        if sc["sigma_te"] > 0:
+            clip = (0.0, 1.0) if sc["clip_inputs"] else None
+            g = torch.Generator().manual_seed(seed)
+            xr = perturb(x, sc["test_noise"], sc["sigma_te"], generator=g, clip=clip)
+        loss, acc = _loss_acc(analog, prep(xr), y)
+        accs.append(acc)
+        losses.append(loss)
+    n = len(accs)
+    return {
+        "accuracy": statistics.fmean(accs),
+        "accuracy_std": statistics.stdev(accs) if n > 1 else 0.0,
+        "loss": statistics.fmean(losses),
+        "loss_std": statistics.stdev(losses) if n > 1 else 0.0,
+        "software_accuracy": clean_acc,
+        "software_loss": clean_loss,
+        "repeats": n,
+        "test_images": len(y),
+        "accuracy_all": accs,
+        "loss_all": losses,
+    }

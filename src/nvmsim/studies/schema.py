@@ -1,0 +1,176 @@
+"""The study file: what to train, how to program it, which scenarios and axes to sweep.
+
+A study TOML has top-level settings, one ``[models.<label>]`` table per model, a base
+``[analog]`` config (as :class:`nvmsim.config.AnalogConfig`), a base ``[scenario]`` and
+``[sweep]`` axes. Every axis value is applied to a copy of the base run and validated before
+anything runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nvmsim.config import ConfigError, read_toml, validate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TrainSpec(_Strict):
+    """Software training of a model that has no checkpoint (cached by config hash)."""
+
+    epochs: int = Field(10, ge=0)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    sigma_neu: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    train_subset: int | None = Field(None, ge=1)
+
+
+class ModelSpec(_Strict):
+    """A registry architecture (trained here), a safetensors checkpoint, or a Keras file."""
+
+    arch: str | None = None
+    kwargs: dict[str, Any] = {}
+    checkpoint: str | None = None
+    keras: str | None = None
+    train: TrainSpec = TrainSpec()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        given = [k for k in ("arch", "checkpoint", "keras") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of arch, checkpoint, keras")
+        return self
+
+
+class DataSpec(_Strict):
+    dataset: str = "digits"
+    test_subset: int | None = Field(None, ge=1)
+    preprocess: Literal["unit", "standard"] = "unit"
+    crop: tuple[int, int] | None = None
+    data_dir: str | None = None
+
+
+class ScenarioSpec(_Strict):
+    """How a programmed model is evaluated: test-set noise and time after programming."""
+
+    test_noise: Literal["gaussian", "speckle", "salt_pepper"] = "gaussian"
+    sigma_te: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    clip_inputs: bool = False
+    drift_time: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    reprogram_each_repeat: bool = True
+
+
+# Short axis names -> dotted paths into a run's resolved config (see sweep.resolve).
+AXES: dict[str, tuple[str, ...]] = {
+    "model": ("model",),
+    "dataset": ("data.dataset",),
+    "preprocess": ("data.preprocess",),
+    "sigma_syn": ("analog.device.read_noise.sigma",),
+    "read_noise_kind": ("analog.device.read_noise.kind",),
+    "sigma_prog": ("analog.device.programming_error.sigma",),
+    "alpha": ("analog.device.programming_error.sigma",),
+    "bits": ("analog.device.bits",),
+    "device": ("analog.device.preset",),
+    "on_off_ratio": ("analog.device.on_off_ratio",),
+    "mapping": ("analog.crossbar.mapping",),
+    "tile_size": ("analog.crossbar.tile_rows", "analog.crossbar.tile_cols"),
+    "r_wire": ("analog.crossbar.r_row", "analog.crossbar.r_col"),
+    "adc_bits": ("analog.converter.adc_bits",),
+    "dac_bits": ("analog.converter.dac_bits",),
+    "sigma_te": ("scenario.sigma_te",),
+    "test_noise": ("scenario.test_noise",),
+    "drift_time": ("scenario.drift_time",),
+    "sigma_neu": ("train.sigma_neu",),
+    "epochs": ("train.epochs",),
+    "t": ("kwargs.t",),
+    "n_fe": ("kwargs.n_fe",),
+}
+PATH_ROOTS = ("analog.", "scenario.", "train.", "data.", "kwargs.")
+
+
+def axis_paths(name: str) -> tuple[str, ...]:
+    """Dotted paths an axis sets; a dotted name is its own path."""
+    if name in AXES:
+        return AXES[name]
+    if name.startswith(PATH_ROOTS):
+        return (name,)
+    known = ", ".join(sorted(AXES))
+    raise ValueError(f"unknown axis {name!r}; known: {known}, or a dotted path under {PATH_ROOTS}")
+
+
+class SweepSpec(_Strict):
+    """Cartesian axes (``name = [values]``) and optional zipped groups walked together."""
+
+    model_config = ConfigDict(extra="allow")
+    zip: list[dict[str, list[Any]]] = []
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        for name, values in self.axes().items():
+            axis_paths(name)
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"axis {name!r} must be a non-empty list")
+        for group in self.zip:
+            lengths = {len(v) for v in group.values()}
+            if len(lengths) > 1:
+                raise ValueError(f"zipped axes {sorted(group)} have different lengths {lengths}")
+            for name in group:
+                axis_paths(name)
+        return self
+
+    def axes(self) -> dict[str, list[Any]]:
+        return dict(self.model_extra or {})
+
+
+class QuickSpec(_Strict):
+    """What ``--quick`` changes: subsets, epochs and repeats capped."""
+
+    train_subset: int = Field(2000, ge=1)
+    test_subset: int = Field(1000, ge=1)
+    epochs: int = Field(2, ge=0)
+    repeats: int = Field(3, ge=1)
+
+
+class StudySpec(_Strict):
+    name: str
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    repeats: int = Field(10, ge=1)
+    metrics: list[Literal["accuracy", "loss"]] = ["accuracy", "loss"]
+    models: dict[str, ModelSpec]
+    data: DataSpec = DataSpec()
+    analog: dict[str, Any] = {}
+    scenario: ScenarioSpec = ScenarioSpec()
+    sweep: SweepSpec = SweepSpec()
+    quick: QuickSpec = QuickSpec()
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, v: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        if not v:
+            raise ValueError("a study needs at least one [models.<label>] table")
+        return v
+
+
+def load_study(path: str | Path) -> tuple[StudySpec, Path]:
+    """Parse and validate a study file; relative file paths resolve against its folder."""
+    path = Path(path)
+    raw = read_toml(path)
+    spec = validate(StudySpec, raw, source=str(path))
+    base = path.resolve().parent
+    for label, m in spec.models.items():
+        for key in ("checkpoint", "keras"):
+            value = getattr(m, key)
+            if value is None:
+                continue
+            full = (base / value).resolve()
+            if not full.is_file():
+                raise ConfigError(f"{path}: models.{label}.{key}: file not found: {full}")
+            setattr(m, key, str(full))
+    return spec, base

@@ -1,0 +1,141 @@
+"""Sweep expansion: a study becomes a list of fully resolved, hashable runs."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from nvmsim.config import AnalogConfig, ConfigError, validate
+from nvmsim.studies.schema import ScenarioSpec, StudySpec, TrainSpec, axis_paths
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(obj: Any, n: int = 16) -> str:
+    return hashlib.sha256(canonical(obj).encode()).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One point of a study: a model, its data, a device config and a scenario, ``repeats``
+    times. ``config`` is plain JSON; ``run_id`` is its hash, ``train_key`` the hash of the
+    part that decides training."""
+
+    run_id: str
+    train_key: str
+    axes: dict[str, Any]
+    config: dict[str, Any]
+
+
+def _set(tree: dict, path: str, value: Any) -> None:
+    keys = path.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"cannot set {path!r}: {k!r} is not a table")
+    node[keys[-1]] = value
+
+
+def _points(spec: StudySpec) -> list[dict[str, Any]]:
+    """Cartesian product of the plain axes with each zipped group (walked in lockstep)."""
+    factors: list[list[dict[str, Any]]] = [
+        [{name: v} for v in values] for name, values in spec.sweep.axes().items()
+    ]
+    for group in spec.sweep.zip:
+        names = list(group)
+        factors.append(
+            [dict(zip(names, vals, strict=True)) for vals in zip(*group.values(), strict=True)]
+        )
+    points = []
+    for combo in itertools.product(*factors):
+        point: dict[str, Any] = {}
+        for part in combo:
+            point.update(part)
+        points.append(point)
+    return points
+
+
+def resolve(spec: StudySpec, point: dict[str, Any], quick: bool = False) -> dict[str, Any]:
+    """The full JSON config of one run: base settings with the point's axis values applied."""
+    labels = list(spec.models)
+    label = point.get("model", labels[0] if len(labels) == 1 else None)
+    if label is None:
+        raise ValueError("several models are defined: sweep over them with model = [...]")
+    if label not in spec.models:
+        raise ValueError(f"axis model = {label!r} names no [models.{label}] table")
+    m = spec.models[label]
+    tree: dict[str, Any] = {
+        "model": label,
+        "source": {"arch": m.arch, "checkpoint": m.checkpoint, "keras": m.keras},
+        "kwargs": dict(m.kwargs),
+        "train": m.train.model_dump(),
+        "data": spec.data.model_dump(),
+        "analog": copy.deepcopy(spec.analog),
+        "scenario": spec.scenario.model_dump(),
+        "repeats": spec.repeats,
+        "seed": spec.seed,
+    }
+    if isinstance(tree["analog"].get("device"), str):
+        tree["analog"]["device"] = {"preset": tree["analog"]["device"]}
+    for name, value in point.items():
+        if name == "model":
+            continue
+        for path in axis_paths(name):
+            _set(tree, path, value)
+        if name == "alpha":
+            _set(tree, "analog.device.programming_error.kind", "weight")
+    if quick:
+        q = spec.quick
+        cur = tree["train"]["train_subset"]
+        tree["train"]["train_subset"] = min(cur, q.train_subset) if cur else q.train_subset
+        tree["train"]["epochs"] = min(tree["train"]["epochs"], q.epochs)
+        cur = tree["data"]["test_subset"]
+        tree["data"]["test_subset"] = min(cur, q.test_subset) if cur else q.test_subset
+        tree["repeats"] = min(tree["repeats"], q.repeats)
+    if "sigma_neu" in point and m.arch is None:
+        raise ValueError(f"sigma_neu needs training, but model {label!r} is loaded from a file")
+    # Validate every part now, so that a bad value fails before anything runs.
+    analog = validate(AnalogConfig, tree["analog"], source=f"point {point}: analog")
+    tree["analog"] = analog.model_dump(mode="json")
+    tree["scenario"] = validate(
+        ScenarioSpec, tree["scenario"], f"point {point}: scenario"
+    ).model_dump()
+    tree["train"] = validate(TrainSpec, tree["train"], f"point {point}: train").model_dump()
+    return tree
+
+
+def train_config(tree: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run that decides the trained weights."""
+    data = {k: tree["data"][k] for k in ("dataset", "preprocess", "crop")}
+    return {
+        "source": tree["source"],
+        "kwargs": tree["kwargs"],
+        "train": tree["train"],
+        "data": data,
+        "seed": tree["seed"],
+    }
+
+
+def expand(spec: StudySpec, quick: bool = False) -> list[Run]:
+    """All runs of a study, validated; raises ConfigError naming the bad point."""
+    runs, seen = [], set()
+    for point in _points(spec):
+        try:
+            tree = resolve(spec, point, quick)
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(f"study {spec.name!r}: {err}") from None
+        run_id = digest(tree)
+        if run_id in seen:
+            continue
+        seen.add(run_id)
+        runs.append(Run(run_id, digest(train_config(tree)), point, tree))
+    return runs

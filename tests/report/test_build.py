@@ -1,0 +1,60 @@
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from nvmsim.report.build import ci95, markdown_table, write_report
+
+
+def _rows():
+    rows = []
+    for te in (0.0, 0.1):
+        for syn in (0.0, 0.1, 0.2):
+            acc = 0.9 - syn - te
+            metrics = {"accuracy": acc, "accuracy_std": 0.01, "repeats": 10}
+            rows.append({"axes": {"sigma_syn": syn, "sigma_te": te}, "metrics": metrics})
+    return rows
+
+
+def test_ci95_matches_the_t_interval():
+    assert ci95(1.0, 10) == pytest.approx(2.262157 / 10**0.5, rel=1e-5)
+    assert ci95(1.0, 1) == 0.0
+
+
+def test_markdown_table_lists_every_run():
+    text = markdown_table(_rows())
+    assert text.count("\n") == 2 + 6
+    assert "| 0.1 | 0.1 | 70.00 | 1.00 | 0.72 | 10 |" in text
+
+
+def test_html_report_renders_in_headless_chromium(tmp_path):
+    paths = write_report(_rows(), tmp_path / "out", "test study", "a description")
+    assert paths["figure"].stat().st_size > 10_000
+    html = paths["html"].read_text()
+    assert "data:image/png;base64," in html and html.count("<tr>") == 1 + 6
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (Debian package 'chromium'); HTML not rendered")
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+    ]  # fmt: skip
+    url = paths["html"].resolve().as_uri()
+    shot = tmp_path / "out" / "screenshot.png"
+    res = subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", "--window-size=1000,1400", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.is_file() and shot.stat().st_size > 10_000, res.stderr[-2000:]
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    )
+    width = re.search(r'data-figure-width="(\d+)"', dom.stdout)
+    assert width and int(width.group(1)) > 100, dom.stdout[:500]
+    console_errors = [
+        line for line in (res.stderr + dom.stderr).splitlines()
+        if "CONSOLE" in line and ("Uncaught" in line or "ERROR" in line.upper().split("CONSOLE")[0])
+    ]  # fmt: skip
+    assert not console_errors, console_errors

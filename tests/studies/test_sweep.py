@@ -1,0 +1,70 @@
+import pytest
+
+from nvmsim.config import ConfigError
+from nvmsim.studies.schema import load_study
+from nvmsim.studies.study import plan
+from nvmsim.studies.sweep import expand
+
+
+def test_cartesian_and_zipped_axes(write_study):
+    spec, _ = load_study(write_study(sweep="sigma_syn = [0.0, 0.1, 0.2]\nsigma_te = [0.0, 0.1]"))
+    runs = expand(spec)
+    assert len(runs) == 6 and len({r.run_id for r in runs}) == 6
+    assert len({r.train_key for r in runs}) == 1  # one model to train for all points
+    r = next(r for r in runs if r.axes == {"sigma_syn": 0.2, "sigma_te": 0.1})
+    assert r.config["analog"]["device"]["read_noise"]["sigma"] == 0.2
+    assert r.config["scenario"]["sigma_te"] == 0.1
+    zipped = "sigma_te = [0.0, 0.1]\n[[sweep.zip]]\nsigma_syn = [0.0, 0.1, 0.2]\nbits = [8, 6, 4]"
+    spec, _ = load_study(write_study(sweep=zipped))
+    runs = expand(spec)
+    assert len(runs) == 6
+    assert {(r.axes["sigma_syn"], r.axes["bits"]) for r in runs} == {(0.0, 8), (0.1, 6), (0.2, 4)}
+
+
+def test_training_axes_change_the_train_key(write_study):
+    spec, _ = load_study(write_study(sweep="sigma_neu = [0.0, 0.1]\nsigma_syn = [0.0, 0.1]"))
+    runs = expand(spec)
+    assert len({r.train_key for r in runs}) == 2
+
+
+def test_quick_mode_caps_work(write_study):
+    spec, _ = load_study(write_study(repeats=10))
+    r = expand(spec, quick=True)[0]
+    assert r.config["repeats"] == 3 and r.config["train"]["epochs"] == 2
+    assert r.config["data"]["test_subset"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("sweep", "extra", "needle"),
+    [
+        ("sigma_sin = [0.1]", "", "unknown axis 'sigma_sin'"),
+        ("sigma_syn = [-0.1]", "", "read_noise.sigma"),
+        ("sigma_syn = []", "", "non-empty list"),
+        ("bits = [40]", "", "device.bits"),
+        (
+            "sigma_syn = [0.1]",
+            "[models.other]\ncheckpoint = 'missing.safetensors'\n",
+            "file not found",
+        ),
+        ("sigma_syn = [0.1]", "bogus = 1\n", "bogus: unknown key"),
+        (
+            "sigma_syn = [0.1]\n[[sweep.zip]]\nbits = [4, 6]\nsigma_te = [0.1]",
+            "",
+            "different lengths",
+        ),
+    ],
+)
+def test_bad_studies_fail_before_anything_runs(write_study, tmp_path, sweep, extra, needle):
+    store = tmp_path / "store.sqlite"
+    path = write_study(extra=extra, sweep=sweep)
+    with pytest.raises(ConfigError) as err:
+        plan(path, store=store)
+    assert needle in str(err.value)
+    assert not store.exists()
+
+
+def test_malformed_toml_names_the_file(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("name = \n")
+    with pytest.raises(ConfigError, match="bad.toml: malformed TOML"):
+        plan(p)
