@@ -36,13 +36,23 @@ def axis_names(rows: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+def sorted_rows(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """Runs ordered by their axis values (numbers numerically, others as text)."""
+
+    def key(r: dict[str, Any]) -> list[tuple[int, Any]]:
+        vals = [r["axes"].get(n) for n in names]
+        return [(0, v) if isinstance(v, int | float) else (1, str(v)) for v in vals]
+
+    return sorted(rows, key=key)
+
+
 def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
     """One line per run: axes, mean ± std (over repeats) and the 95 % CI of the mean."""
     names = axis_names(rows)
     pct = metric == "accuracy"
     head = [*names, f"{metric} (mean)", "std", "95 % CI ±", "repeats"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(rows, key=lambda r: [_fmt(r["axes"].get(n, "")) for n in names]):
+    for r in sorted_rows(rows, names):
         m = r["metrics"]
         scale = 100 if pct else 1
         mean, std, n = m[metric] * scale, m[f"{metric}_std"] * scale, m["repeats"]
@@ -130,7 +140,7 @@ def render_html(rows: list[dict[str, Any]], title: str, description: str, png: b
     names = axis_names(rows)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     body = []
-    for r in rows:
+    for r in sorted_rows(rows, names):
         m = r["metrics"]
         cells = "".join(f"<td>{html.escape(_fmt(r['axes'].get(n, '')))}</td>" for n in names)
         std, n = 100 * m["accuracy_std"], m["repeats"]
