@@ -74,6 +74,9 @@ INFERENCE_CASES: dict[str, AnalogConfig] = {
     "read noise + 8-bit DAC/ADC": _cfg(
         {"read_noise": PROP, "on_off_ratio": 10}, converter={"dac_bits": 8, "adc_bits": 8}
     ),
+    "IR drop, 1 ohm wires (reads after solve)": _cfg(
+        {"on_off_ratio": 10}, crossbar={"r_row": 1.0, "r_col": 1.0}
+    ),
 }
 
 
