@@ -1,0 +1,171 @@
+"""Checkpoints: round trip, refusal of mismatched / damaged files, atomic writes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+import nvmsim
+from nvmsim.config import AnalogConfig
+from nvmsim.io import CheckpointError, load_checkpoint, read_checkpoint_info, save_checkpoint
+from nvmsim.models import build
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return build("mlp128")
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_round_trip(tmp_path):
+    model = _mlp()
+    path = tmp_path / "mlp.safetensors"
+    training = {"epochs": 3, "lr": 1e-3, "sigma_neu": 0.0}
+    save_checkpoint(model, path, arch={"name": "mlp128"}, training=training, metrics=[0.97])
+    assert sorted(os.listdir(tmp_path)) == ["mlp.safetensors"]  # no temp or sidecar files
+
+    loaded, info = load_checkpoint(path)
+    assert _same_weights(model, loaded) and not loaded.training
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(model.eval()(x), loaded(x))
+    assert info["arch"] == {"name": "mlp128"}
+    assert info["training"] == training and info["metrics"] == [0.97]
+    assert info["nvmsim_version"] == nvmsim.__version__
+    assert read_checkpoint_info(path) == info
+
+
+def test_kwargs_custom_builder_and_module_target(tmp_path):
+    model = build("mlp128", sigma_neu=0.1)
+    path = tmp_path / "c.st"
+    save_checkpoint(model, path, arch={"name": "mlp128", "kwargs": {"sigma_neu": 0.1}})
+    loaded, _ = load_checkpoint(path)
+    assert _same_weights(model, loaded)
+    assert loaded[2].sigma == 0.1  # the NoisyActivation got its kwargs back
+
+    calls = []
+
+    def builder(name, **kwargs):
+        calls.append((name, kwargs))
+        return build(name, **kwargs)
+
+    loaded, _ = load_checkpoint(path, build=builder)
+    assert calls == [("mlp128", {"sigma_neu": 0.1})] and _same_weights(model, loaded)
+
+    target = build("mlp128")
+    loaded, _ = load_checkpoint(path, build=target)
+    assert loaded is target and _same_weights(model, target)
+
+
+def test_pydantic_training_config_is_stored_as_json(tmp_path):
+    path = tmp_path / "c.st"
+    save_checkpoint(_mlp(), path, arch={"name": "mlp128"}, training=AnalogConfig())
+    info = read_checkpoint_info(path)
+    assert info["training"] == AnalogConfig().model_dump(mode="json")
+    assert AnalogConfig.model_validate(info["training"]) == AnalogConfig()
+
+
+def test_tied_weights_can_be_saved(tmp_path):
+    a = nn.Linear(3, 3)
+    model = nn.Sequential(a, nn.ReLU(), nn.Linear(3, 3))
+    model[2].weight = a.weight  # shared storage: safetensors alone would refuse
+    path = tmp_path / "tied.st"
+    save_checkpoint(model, path, arch={"name": "tied"})
+    fresh = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 3))
+    loaded, _ = load_checkpoint(path, build=fresh)
+    assert torch.equal(loaded[2].weight, a.weight)
+
+
+def test_mismatched_shapes_refused(tmp_path):
+    path = tmp_path / "mlp.st"
+    save_checkpoint(_mlp(), path, arch={"name": "mlp128"})
+    with pytest.raises(CheckpointError, match=r"mlp\.st.*1\.weight: file \(128, 784\)"):
+        load_checkpoint(path, build=lambda name, **kw: build("mlp300"))
+
+
+def test_missing_and_extra_tensors_refused(tmp_path):
+    path = tmp_path / "small.st"
+    save_checkpoint(nn.Sequential(nn.Linear(2, 2)), path, arch={"name": "x"})
+    bigger = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    with pytest.raises(CheckpointError, match=r"small\.st.*missing tensors \['1\.weight'"):
+        load_checkpoint(path, build=bigger)
+    save_checkpoint(bigger, path, arch={"name": "x"})
+    with pytest.raises(CheckpointError, match=r"small\.st.*unexpected tensors \[.*'1\.weight'"):
+        load_checkpoint(path, build=nn.Sequential(nn.Linear(2, 2)))
+
+
+def test_unknown_model_name(tmp_path):
+    path = tmp_path / "c.st"
+    save_checkpoint(_mlp(), path, arch={"name": "no_such_net"})
+    with pytest.raises(CheckpointError, match=r"c\.st.*cannot build model 'no_such_net'"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99, 20, 4])
+def test_truncated_file_refused(tmp_path, keep):
+    path = tmp_path / "mlp.st"
+    save_checkpoint(_mlp(), path, arch={"name": "mlp128"})
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep) if keep < 1 else keep])
+    with pytest.raises(CheckpointError, match=r"mlp\.st.*truncated or corrupted"):
+        load_checkpoint(path)
+
+
+def test_corrupted_data_refused(tmp_path):
+    path = tmp_path / "mlp.st"
+    save_checkpoint(_mlp(), path, arch={"name": "mlp128"})
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x40  # a flipped bit inside the tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"mlp\.st.*checksum mismatch"):
+        load_checkpoint(path)
+
+
+def test_plain_safetensors_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "plain.st"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match=r"plain\.st.*not an nvmsim checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="nothing_here.st"):
+        load_checkpoint("nothing_here.st")
+
+
+def test_bad_arch_and_unserialisable_config(tmp_path):
+    path = tmp_path / "c.st"
+    with pytest.raises(CheckpointError, match="arch must be a dict"):
+        save_checkpoint(_mlp(), path, arch={"kwargs": {}})
+    with pytest.raises(CheckpointError, match=r"c\.st: training is not JSON-serialisable"):
+        save_checkpoint(_mlp(), path, arch={"name": "mlp128"}, training={"f": object()})
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_keeps_old_checkpoint_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "mlp.st"
+    old = _mlp(seed=1)
+    save_checkpoint(old, path, arch={"name": "mlp128"})
+    before = path.read_bytes()
+
+    def crash(src, dst):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated"):
+        save_checkpoint(_mlp(seed=2), path, arch={"name": "mlp128"})
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["mlp.st"] and path.read_bytes() == before
+    loaded, _ = load_checkpoint(path)
+    assert _same_weights(old, loaded)
+
+    save_checkpoint(_mlp(seed=2), path, arch={"name": "mlp128"})  # overwrite works
+    assert _same_weights(_mlp(seed=2), load_checkpoint(path)[0])
+    assert os.listdir(tmp_path) == ["mlp.st"]
