@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -68,30 +67,16 @@ def build_model(tree: dict[str, Any]) -> nn.Module:
     return load_keras(src["keras"])
 
 
-def _atomic_save(state: dict[str, torch.Tensor], path: Path, meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file(
-        {k: v.contiguous() for k, v in state.items()},
-        str(tmp),
-        metadata={"nvmsim": json.dumps(meta)},
-    )
-    os.replace(tmp, path)
-
-
 def trained_model(tree: dict[str, Any], train_key: str, cache_dir: Path) -> nn.Module:
     """The run's model with trained weights: from the cache, or trained now and cached."""
     model = build_model(tree)
     if not tree["source"]["arch"]:
         return model.eval()
+    from nvmsim.io.checkpoint import load_checkpoint, save_checkpoint
+
     path = cache_dir / f"{train_key}.safetensors"
     if path.is_file():
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(path)))
-        return model.eval()
+        return load_checkpoint(path, build=model)[0]
     from nvmsim.studies.sweep import train_config
     from nvmsim.training.software import train
 
@@ -111,7 +96,9 @@ def trained_model(tree: dict[str, Any], train_key: str, cache_dir: Path) -> nn.M
         optimizer=t["optimizer"],
         seed=seed,
     )
-    _atomic_save(model.state_dict(), path, train_config(tree))
+    arch = {"name": tree["source"]["arch"], "kwargs": tree["kwargs"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, path, arch=arch, training=train_config(tree))
     return model.eval()
 
 
