@@ -235,6 +235,10 @@ def run(
         f"{p.study_key}: {counts['ran']} runs done now, {counts['skipped']} already stored, "
         f"{counts['total']} in all -> {p.store_path}"
     )
+    if counts["errors"]:
+        for message in counts["errors"]:
+            err_console.print(f"[red]failed:[/] {message}", highlight=False)
+        _fail(f"{counts['failed']} runs failed and were not stored; fix and run again")
 
 
 @app.command("status")

@@ -40,3 +40,14 @@ def test_bad_study_is_a_clear_error_and_touches_no_store(write_study, tmp_path):
 def test_report_without_results(write_study, tmp_path):
     res = runner.invoke(app, ["report", str(write_study()), "--store", str(tmp_path / "x.sqlite")])
     assert res.exit_code == 2 and "no results yet" in res.output
+
+
+def test_a_failing_run_is_reported_and_the_others_are_stored(write_study, tmp_path):
+    # mosaics_rnn needs 784 inputs: on 8x8 digits every run of that model fails at evaluation
+    extra = "[models.rnn]\narch = 'mosaics_rnn'\nkwargs = { t = 7 }\ntrain = { epochs = 0 }\n"
+    study = write_study(extra=extra, sweep="model = ['mlp', 'rnn']\nsigma_syn = [0.0, 0.1]")
+    store = tmp_path / "s.sqlite"
+    res = runner.invoke(app, ["run", str(study), "--store", str(store), "--quiet"])
+    assert res.exit_code == 2
+    assert "2 runs done now" in res.output and "2 runs failed" in res.output
+    assert "RuntimeError" in res.output or "ValueError" in res.output

@@ -22,7 +22,13 @@ def threads_per_task(workers: int) -> int:
 
 
 def run_task(task: Task, cache_dir: str, threads: int) -> tuple[dict[str, Any], float, float]:
-    """Execute one task; returns (result, start time, seconds)."""
+    """Execute one task; returns (result, start time, seconds).
+
+    A failure comes back as ``{"error": message}`` so that one bad run does not stop the
+    others; the study reports it and stores nothing for that run.
+    """
+    import traceback
+
     import torch
 
     from nvmsim.studies import runner
@@ -31,11 +37,16 @@ def run_task(task: Task, cache_dir: str, threads: int) -> tuple[dict[str, Any], 
     kind, tree, key = task
     start = time.time()
     t0 = time.perf_counter()
-    if kind == "train":
-        runner.trained_model(tree, key, Path(cache_dir))
-        result: dict[str, Any] = {}
-    else:
-        result = runner.evaluate(tree, key, Path(cache_dir))
+    try:
+        if kind == "train":
+            runner.trained_model(tree, key, Path(cache_dir))
+            result: dict[str, Any] = {}
+        else:
+            result = runner.evaluate(tree, key, Path(cache_dir))
+    except Exception as err:  # reported per run by the caller
+        last = traceback.extract_tb(err.__traceback__)[-1]
+        where = f"{Path(last.filename).name}:{last.lineno}"
+        result = {"error": f"{type(err).__name__}: {err} (at {where})"}
     return result, start, time.perf_counter() - t0
 
 

@@ -72,11 +72,14 @@ def trained_model(tree: dict[str, Any], train_key: str, cache_dir: Path) -> nn.M
     model = build_model(tree)
     if not tree["source"]["arch"]:
         return model.eval()
-    from nvmsim.io.checkpoint import load_checkpoint, save_checkpoint
+    from nvmsim.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     path = cache_dir / f"{train_key}.safetensors"
     if path.is_file():
-        return load_checkpoint(path, build=model)[0]
+        try:
+            return load_checkpoint(path, build=model)[0]
+        except CheckpointError:
+            pass  # unreadable cache entry (older format, damage): train again and replace it
     from nvmsim.studies.sweep import train_config
     from nvmsim.training.software import train
 

@@ -69,8 +69,10 @@ def run_plan(
     with Store(p.store_path) as store:
         done = store.done_ids(p.study_key)
         todo = [r for r in p.runs if r.run_id not in done]
-        counts = {"total": len(p.runs), "skipped": len(p.runs) - len(todo), "ran": 0}
+        counts = {"total": len(p.runs), "skipped": len(p.runs) - len(todo), "ran": 0, "failed": 0}
+        errors: list[str] = []
         if not todo:
+            counts["errors"] = []  # type: ignore[assignment]
             return counts
         keys = {}
         for r in todo:
@@ -85,12 +87,19 @@ def run_plan(
         try:
             if to_train:
                 bar.phase("training")
-                for _ in execute(to_train, p.cache_dir, executor, workers):
+                for i, result, _, _ in execute(to_train, p.cache_dir, executor, workers):
+                    if "error" in result:
+                        errors.append(f"training {to_train[i][1]['model']}: {result['error']}")
                     bar.advance("model trained")
             bar.phase("evaluating")
             tasks = [("eval", r.config, r.train_key) for r in todo]
             for i, metrics, start, seconds in execute(tasks, p.cache_dir, executor, workers):
                 r = todo[i]
+                if "error" in metrics:
+                    counts["failed"] += 1
+                    errors.append(f"run {r.axes}: {metrics['error']}")
+                    bar.advance("failed")
+                    continue
                 store.add(p.study_key, r.run_id, r.axes, r.config, metrics, start, seconds)
                 counts["ran"] += 1
                 last = ", ".join(f"{k}={v}" for k, v in r.axes.items())
@@ -99,6 +108,7 @@ def run_plan(
                     on_result(r, metrics)
         finally:
             bar.stop()
+    counts["errors"] = errors  # type: ignore[assignment]
     return counts
 
 
