@@ -198,6 +198,22 @@ def irdrop(
         console.print(f"figure written to {figure}")
 
 
+@app.command()
+def energy(
+    model: Annotated[str, typer.Argument(help="Registered model name (nvmsim models).")],
+    device: Annotated[str, typer.Option(help="Technology: reram, sonos, pcm.")] = "reram",
+    conv_mapping: Annotated[str, typer.Option(help="im2col, unrolled or toeplitz.")] = "im2col",
+    t: Annotated[int | None, typer.Option(help="Time steps of mosaics_rnn.")] = None,
+) -> None:
+    """Energy per inference of a model, per layer: VMM (cells, DAC, ADC) and neurons."""
+    from nvmsim.energy.report import energy_cli
+
+    try:
+        energy_cli(model, device=device, conv_mapping=conv_mapping, t=t, console=console)
+    except ValueError as err:
+        _fail(str(err))
+
+
 StudyPath = Annotated[Path, typer.Argument(help="Study file (TOML).")]
 StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="Result store (default nvmsim-results/NAME.sqlite).")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nvmsim.config import AnalogConfig
-from nvmsim.data import load, perturb
+from nvmsim.data import load, perturb, preprocess
 from nvmsim.nn.convert import convert, drift_to
 
 
@@ -33,21 +33,6 @@ def _data(
     d = tree["data"]
     crop = tuple(d["crop"]) if d.get("crop") else None
     return load(d["dataset"], split, d.get("data_dir"), crop=crop, subset=subset, seed=tree["seed"])
-
-
-class Preprocess:
-    """``unit``: pixels in [0, 1] as loaded. ``standard``: per-pixel standardisation with the
-    training images' statistics, applied after any test-set noise."""
-
-    def __init__(self, kind: str, x_train: torch.Tensor) -> None:
-        self.kind = kind
-        if kind == "standard":
-            self.mean = x_train.mean(0, keepdim=True)
-            std = x_train.std(0, unbiased=False, keepdim=True)
-            self.std = torch.where(std > 0, std, torch.ones_like(std))
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std if self.kind == "standard" else x
 
 
 def build_model(tree: dict[str, Any]) -> nn.Module:
@@ -85,7 +70,7 @@ def trained_model(tree: dict[str, Any], train_key: str, cache_dir: Path) -> nn.M
 
     t = tree["train"]
     x, y = _data(tree, "train", t["train_subset"])
-    x = Preprocess(tree["data"]["preprocess"], x)(x)
+    x = preprocess.fit(tree["data"]["preprocess"], x)(x)
     seed = sub_seed("train", train_key)
     torch.manual_seed(seed)
     model = build_model(tree)  # initial weights from the seed
@@ -121,7 +106,7 @@ def evaluate(tree: dict[str, Any], train_key: str, cache_dir: Path) -> dict[str,
     """Metrics of one run over its repeats (device instances and noise draws)."""
     model = trained_model(tree, train_key, cache_dir)
     xtr, _ = _data(tree, "train", tree["train"]["train_subset"])
-    prep = Preprocess(tree["data"]["preprocess"], xtr)
+    prep = preprocess.fit(tree["data"]["preprocess"], xtr)
     x, y = _data(tree, "test", tree["data"]["test_subset"])
     sc = tree["scenario"]
     cfg = AnalogConfig.model_validate(tree["analog"])

@@ -51,9 +51,18 @@ class ModelSpec(_Strict):
 class DataSpec(_Strict):
     dataset: str = "digits"
     test_subset: int | None = Field(None, ge=1)
-    preprocess: Literal["unit", "standard"] = "unit"
+    preprocess: str = "unit"
     crop: tuple[int, int] | None = None
     data_dir: str | None = None
+
+    @field_validator("preprocess")
+    @classmethod
+    def _known_preprocess(cls, v: str) -> str:
+        from nvmsim.data.preprocess import PREPROCESSORS
+
+        if v not in PREPROCESSORS:
+            raise ValueError(f"unknown preprocess {v!r}; known: {', '.join(sorted(PREPROCESSORS))}")
+        return v
 
 
 class ScenarioSpec(_Strict):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nvmsim.config import AnalogConfig, ConfigError, validate
-from nvmsim.studies.schema import ScenarioSpec, StudySpec, TrainSpec, axis_paths
+from nvmsim.studies.schema import DataSpec, ScenarioSpec, StudySpec, TrainSpec, axis_paths
 
 
 def canonical(obj: Any) -> str:
@@ -108,6 +108,7 @@ def resolve(spec: StudySpec, point: dict[str, Any], quick: bool = False) -> dict
         ScenarioSpec, tree["scenario"], f"point {point}: scenario"
     ).model_dump()
     tree["train"] = validate(TrainSpec, tree["train"], f"point {point}: train").model_dump()
+    tree["data"] = validate(DataSpec, tree["data"], f"point {point}: data").model_dump()
     return tree
 
 
