@@ -17,6 +17,16 @@ from typing import Any
 
 from scipy import stats
 
+PERCENT = {"accuracy", "accuracy_before", "improvement"}
+REPORTED = ("accuracy", "accuracy_before", "improvement", "loss")
+
+
+def metrics_of(rows: list[dict[str, Any]]) -> list[str]:
+    """Reported metrics that every run has (with a ``_std``), in a fixed order."""
+    return [
+        m for m in REPORTED if all(m in r["metrics"] and f"{m}_std" in r["metrics"] for r in rows)
+    ]
+
 
 def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
@@ -49,7 +59,7 @@ def sorted_rows(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, 
 def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
     """One line per run: axes, mean ± std (over repeats) and the 95 % CI of the mean."""
     names = axis_names(rows)
-    pct = metric == "accuracy"
+    pct = metric in PERCENT
     head = [*names, f"{metric} (mean)", "std", "95 % CI ±", "repeats"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted_rows(rows, names):
@@ -85,7 +95,7 @@ def figure_png(rows: list[dict[str, Any]], title: str, metric: str = "accuracy")
     lines: dict[tuple, list] = defaultdict(list)
     for r in rows:
         lines[tuple(r["axes"].get(n) for n in others)].append(r)
-    scale = 100 if metric == "accuracy" else 1
+    scale = 100 if metric in PERCENT else 1
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for key, rs in sorted(lines.items(), key=lambda kv: [_fmt(k) for k in kv[0]]):
         rs.sort(key=lambda r: r["axes"][xaxis])
@@ -98,8 +108,8 @@ def figure_png(rows: list[dict[str, Any]], title: str, metric: str = "accuracy")
                         [m + h for m, h in zip(ms, hw, strict=True)],
                         color=line.get_color(), alpha=0.2, lw=0)  # fmt: skip
     ax.set_xlabel(xaxis)
-    ax.set_ylabel(f"{metric} (%)" if metric == "accuracy" else metric)
-    ax.set_title(title)
+    ax.set_ylabel(f"{metric} (%)" if metric in PERCENT else metric)
+    ax.set_title(title if metric == "accuracy" else f"{title}: {metric}")
     ax.grid(alpha=0.3)
     if len(lines) > 1:
         ax.legend(fontsize=7, loc="best")
@@ -122,37 +132,64 @@ def _write(path: Path, data: bytes | str) -> None:
 def write_report(
     rows: list[dict[str, Any]], out_dir: str | Path, title: str, description: str = ""
 ) -> dict[str, Path]:
-    """Write ``results.md``, ``accuracy.png`` and ``report.html`` (figure embedded)."""
+    """Write ``results.md``, one ``<metric>.png`` per metric and ``report.html`` (figures
+    embedded, so the page is one self-contained file)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(rows)
-    png = figure_png(rows, title)
+    metrics = metrics_of(rows)
     paths = {"markdown": out / "results.md", "html": out / "report.html"}
-    _write(paths["markdown"], f"# {title}\n\n{description}\n\n{table}")
-    if png is not None:
-        paths["figure"] = out / "accuracy.png"
-        _write(paths["figure"], png)
-    _write(paths["html"], render_html(rows, title, description, png))
+    parts, sections = [f"# {title}\n\n{description}\n"], []
+    for metric in metrics:
+        parts.append(f"## {metric}\n\n{markdown_table(rows, metric)}")
+        png = figure_png(rows, title, metric)
+        if png is not None:
+            key = "figure" if metric == "accuracy" else f"figure_{metric}"
+            paths[key] = out / f"{metric}.png"
+            _write(paths[key], png)
+        sections.append((metric, png))
+    _write(paths["markdown"], "\n".join(parts))
+    _write(paths["html"], render_html(rows, title, description, sections))
     return paths
 
 
-def render_html(rows: list[dict[str, Any]], title: str, description: str, png: bytes | None) -> str:
-    names = axis_names(rows)
+def _html_table(rows: list[dict[str, Any]], names: list[str], metric: str) -> str:
+    scale = 100 if metric in PERCENT else 1
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     body = []
     for r in sorted_rows(rows, names):
         m = r["metrics"]
         cells = "".join(f"<td>{html.escape(_fmt(r['axes'].get(n, '')))}</td>" for n in names)
-        std, n = 100 * m["accuracy_std"], m["repeats"]
+        std, n = scale * m[f"{metric}_std"], m["repeats"]
         cells += (
-            f"<td>{100 * m['accuracy']:.2f}</td><td>{std:.2f}</td>"
+            f"<td>{scale * m[metric]:.2f}</td><td>{std:.2f}</td>"
             f"<td>{ci95(std, n):.2f}</td><td>{n}</td>"
         )
         body.append(f"<tr>{cells}</tr>")
-    img = ""
-    if png is not None:
-        b64 = base64.b64encode(png).decode()
-        img = f'<img id="figure" alt="accuracy figure" src="data:image/png;base64,{b64}">'
+    unit = " %" if metric in PERCENT else ""
+    return (
+        f'<table class="results"><thead><tr>{head}<th>{html.escape(metric)}{unit}</th>'
+        f"<th>std</th><th>95 % CI ±</th><th>repeats</th></tr></thead>\n"
+        f"<tbody>\n{''.join(body)}\n</tbody></table>"
+    )
+
+
+def render_html(
+    rows: list[dict[str, Any]],
+    title: str,
+    description: str,
+    sections: list[tuple[str, bytes | None]],
+) -> str:
+    names = axis_names(rows)
+    blocks = []
+    for i, (metric, png) in enumerate(sections):
+        img = ""
+        if png is not None:
+            b64 = base64.b64encode(png).decode()
+            ident = ' id="figure"' if i == 0 else ""
+            img = (
+                f'<img{ident} alt="{html.escape(metric)} figure" src="data:image/png;base64,{b64}">'
+            )
+        blocks.append(f"<h2>{html.escape(metric)}</h2>\n{img}\n{_html_table(rows, names, metric)}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -165,12 +202,7 @@ img {{ max-width: 100%; }}
 <body>
 <h1>{html.escape(title)}</h1>
 <p>{html.escape(description)}</p>
-{img}
-<table id="results"><thead><tr>{head}<th>accuracy %</th><th>std</th><th>95 % CI ±</th>
-<th>repeats</th></tr></thead>
-<tbody>
-{"".join(body)}
-</tbody></table>
+{"".join(blocks)}
 <p>{len(rows)} runs. Generated by nvmsim.</p>
 <script>
 // Lets a headless check see that the embedded figure decoded.

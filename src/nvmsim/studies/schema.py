@@ -73,6 +73,15 @@ class ScenarioSpec(_Strict):
     clip_inputs: bool = False
     drift_time: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     reprogram_each_repeat: bool = True
+    # Paper 003: program only the feature extractor, keep the detector digital, retrain it.
+    retrain_detector: bool = False
+    split_at: int | str | None = None
+    detector_hidden: int | None = Field(None, ge=1)
+    retrain_epochs: int = Field(5, ge=0)
+    retrain_lr: float = Field(1e-3, gt=0)
+    retrain_batch: int = Field(128, ge=1)
+    retrain_subset: int | None = Field(None, ge=1)
+    repeat_chunk: int = Field(20, ge=1)
 
 
 # Short axis names -> dotted paths into a run's resolved config (see sweep.resolve).
@@ -96,8 +105,10 @@ AXES: dict[str, tuple[str, ...]] = {
     "test_noise": ("scenario.test_noise",),
     "drift_time": ("scenario.drift_time",),
     "sigma_neu": ("train.sigma_neu",),
+    "hidden_layers": ("kwargs.hidden_layers",),
     "epochs": ("train.epochs",),
     "t": ("kwargs.t",),
+    "detector_hidden": ("scenario.detector_hidden",),
     "n_fe": ("kwargs.n_fe",),
 }
 PATH_ROOTS = ("analog.", "scenario.", "train.", "data.", "kwargs.")
