@@ -68,3 +68,11 @@ def test_malformed_toml_names_the_file(tmp_path):
     p.write_text("name = \n")
     with pytest.raises(ConfigError, match="bad.toml: malformed TOML"):
         plan(p)
+
+
+def test_run_ids_ignore_settings_spelled_out_at_their_defaults(write_study):
+    a = expand(load_study(write_study(name="a"))[0])
+    b = expand(load_study(write_study(extra="[scenario]\nclip_inputs = false\n", name="a"))[0])
+    assert [r.run_id for r in a] == [r.run_id for r in b]
+    c = expand(load_study(write_study(extra="[scenario]\ndrift_time = 5.0\n", name="a"))[0])
+    assert {r.run_id for r in a}.isdisjoint(r.run_id for r in c)

@@ -112,6 +112,19 @@ def resolve(spec: StudySpec, point: dict[str, Any], quick: bool = False) -> dict
     return tree
 
 
+_PARTS = {"analog": AnalogConfig, "scenario": ScenarioSpec, "train": TrainSpec, "data": DataSpec}
+
+
+def identity(tree: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a run: its config with every setting at its default left out, so a
+    new option (at a default that changes nothing) keeps the ids of stored results."""
+    out = dict(tree)
+    for key, model in _PARTS.items():
+        if key in out:
+            out[key] = model.model_validate(out[key]).model_dump(mode="json", exclude_defaults=True)
+    return out
+
+
 def train_config(tree: dict[str, Any]) -> dict[str, Any]:
     """The part of a run that decides the trained weights."""
     data = {k: tree["data"][k] for k in ("dataset", "preprocess", "crop")}
@@ -134,9 +147,9 @@ def expand(spec: StudySpec, quick: bool = False) -> list[Run]:
             raise
         except ValueError as err:
             raise ConfigError(f"study {spec.name!r}: {err}") from None
-        run_id = digest(tree)
+        run_id = digest(identity(tree))
         if run_id in seen:
             continue
         seen.add(run_id)
-        runs.append(Run(run_id, digest(train_config(tree)), point, tree))
+        runs.append(Run(run_id, digest(identity(train_config(tree))), point, tree))
     return runs
