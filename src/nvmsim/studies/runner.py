@@ -104,6 +104,12 @@ def _loss_acc(
 
 def evaluate(tree: dict[str, Any], train_key: str, cache_dir: Path) -> dict[str, Any]:
     """Metrics of one run over its repeats (device instances and noise draws)."""
+    if tree["scenario"].get("onchip") is not None:
+        from nvmsim.training.onchip import evaluate_onchip
+
+        return evaluate_onchip(
+            tree, lambda split, n: _data(tree, split, n), sub_seed("onchip", tree)
+        )
     model = trained_model(tree, train_key, cache_dir)
     xtr, _ = _data(tree, "train", tree["train"]["train_subset"])
     prep = preprocess.fit(tree["data"]["preprocess"], xtr)

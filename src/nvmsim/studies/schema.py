@@ -82,6 +82,8 @@ class ScenarioSpec(_Strict):
     retrain_batch: int = Field(128, ge=1)
     retrain_subset: int | None = Field(None, ge=1)
     repeat_chunk: int = Field(20, ge=1)
+    # Paper 004: train on chip instead (a table validated by nvmsim.training.onchip).
+    onchip: dict[str, Any] | None = None
 
 
 # Short axis names -> dotted paths into a run's resolved config (see sweep.resolve).

@@ -76,7 +76,8 @@ def run_plan(
             return counts
         keys = {}
         for r in todo:
-            if r.config["source"]["arch"] and r.train_key not in keys:
+            trains_in_software = r.config["scenario"].get("onchip") is None
+            if r.config["source"]["arch"] and trains_in_software and r.train_key not in keys:
                 keys[r.train_key] = r
         to_train = [
             ("train", r.config, k)

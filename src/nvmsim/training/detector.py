@@ -127,7 +127,7 @@ def retrain(
     """Train every copy on its own features ``feats[r]`` (R, N, F) with labels ``y`` (N,)."""
     if feats.dim() != 3 or feats.shape[1] != len(y):
         raise ValueError(f"features must be (copies, {len(y)}, F), got {tuple(feats.shape)}")
-    opt = torch.optim.Adam(det.parameters(), lr=lr)
+    opt = torch.optim.Adam(det.parameters(), lr=lr, fused=True)
     copies = feats.shape[0]
     for _ in range(epochs):
         perm = torch.randperm(len(y), generator=generator)
