@@ -54,6 +54,9 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     quick: Annotated[bool, typer.Option(help="Fewer inputs and repeats.")] = False,
     irdrop: Annotated[bool, typer.Option(help="Also time the exact IR-drop solver.")] = True,
+    onchip: Annotated[
+        bool, typer.Option(help="Also time one epoch of on-chip training (paper 004).")
+    ] = True,
 ) -> None:
     """Time analog inference as a ratio to plain torch in the same run."""
     import torch
@@ -67,9 +70,21 @@ def bench(
         from nvmsim.crossbar.parasitics import benchmark_sizes
 
         ir_rows = benchmark_sizes(sizes=(64, 128, 256) if quick else (64, 128, 256, 512))
+    oc_rows: list[dict] = []
+    if onchip:
+        from nvmsim.training.onchip_bench import run_onchip_benchmark, run_torch_sgd_epoch
+
+        examples = 1000 if quick else 5000
+        analog, plain = run_onchip_benchmark(examples), run_torch_sgd_epoch(examples)
+        oc_rows.append({
+            "case": "528-250-125-10, ideal linear devices, pulse update per example",
+            "examples": examples, "seconds": analog, "baseline_seconds": plain,
+            "ratio": analog / plain,
+        })  # fmt: skip
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "inputs": n}
     if as_json:
-        json.dump({"meta": meta, "inference": rows, "irdrop": ir_rows}, sys.stdout, indent=2)
+        out = {"meta": meta, "inference": rows, "irdrop": ir_rows, "onchip": oc_rows}
+        json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
     table = Table(
@@ -90,26 +105,80 @@ def bench(
         for r in ir_rows:
             t2.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
         console.print(t2)
+    for r in oc_rows:
+        console.print(
+            f"on-chip training, {r['case']}: one epoch of {r['examples']:,} examples in "
+            f"{r['seconds']:.2f} s; plain torch SGD (batch 1, autograd) {r['baseline_seconds']:.2f}"
+            f" s; ratio {r['ratio']:.2f}x (1 thread each)",
+            highlight=False,
+        )
 
 
 @app.command()
-def devices() -> None:
-    """List the device presets and their parameters."""
-    from nvmsim.devices.presets import preset, preset_names
+def devices(
+    file: Annotated[
+        list[Path] | None,
+        typer.Option("--file", help="Also list a user preset file (TOML with a citation)."),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Write one PNG per device (G vs time, noise std vs G) here."),
+    ] = None,
+    jumptable: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--jumptable",
+            help="Summarise (and with --plot, draw) a measured jump-table (.npz or .csv).",
+        ),
+    ] = None,
+) -> None:
+    """List the device presets with their parameters and sources."""
+    from nvmsim.config import ConfigError
+    from nvmsim.devices.presets import load_preset_file, preset, preset_names, summary
 
+    devs = [preset(name) for name in preset_names()]
+    for path in file or []:
+        try:
+            devs.append(load_preset_file(path))
+        except ConfigError as err:
+            _fail(str(err))
+    rows = [summary(d) for d in devs]
     table = Table(title="device presets (conductances normalised to Gmax = 1)")
-    for col in ("preset", "Gmax (S)", "on/off", "prog. error", "read noise", "drift nu", "bits"):
+    table.add_column("preset")
+    for col in rows[0]:
         table.add_column(col)
-    for name in preset_names():
-        d = preset(name)
-        table.add_row(
-            name, f"{d.g_max_siemens:.3g}", f"{d.on_off_ratio:g}",
-            f"{d.programming_error.sigma:g} {d.programming_error.kind[:4]}",
-            f"{d.read_noise.sigma:g} {d.read_noise.kind[:4]}",
-            f"{d.drift_nu:g} ± {d.drift_nu_std:g}", str(d.bits or "analog"),
-        )  # fmt: skip
+    for d, r in zip(devs, rows, strict=True):
+        table.add_row(d.name, *r.values())
     console.print(table)
-    console.print("Sources are cited in nvmsim/devices/presets.py.")
+    for d in devs:
+        console.print(f"[bold]{d.name}[/]: {d.citation or '(no citation)'}", highlight=False)
+    if jumptable:
+        from nvmsim.devices.jumptable import JumpTableError, load_jumptable
+        from nvmsim.training.onchip_plot import plot_jumptable
+
+        for path in jumptable:
+            try:
+                table = load_jumptable(path)
+            except JumpTableError as err:
+                _fail(str(err))
+            n = table.pulses_to_traverse()
+            mean, std = table.mean_step(), table.std_step()
+            console.print(
+                f"[bold]{table.name}[/]: {table!r}; mean step {float(mean.min()):.3g} to "
+                f"{float(mean.max()):.3g}, std {float(std.mean()):.3g} on average; "
+                f"{n:g} median pulses across the range",
+                highlight=False,
+            )
+            if plot is not None:
+                out = plot_jumptable(table, plot / f"jumptable_{path.stem}.png")
+                console.print(f"figure written to {out}")
+    if plot is None:
+        return
+    from nvmsim.devices.plot import plot_device
+
+    for d in devs:
+        out = plot_device(d, plot / f"device_{d.name}.png")
+        console.print(f"figure written to {out}")
 
 
 @app.command()

@@ -6,11 +6,19 @@ All models forbid unknown keys, so a typo in a config file is an error that name
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 NoiseKind = Literal["additive", "proportional"]
 ProgKind = Literal["additive", "proportional", "weight"]
@@ -36,20 +44,170 @@ class ReadNoiseConfig(NoiseConfig):
     kind: NoiseKind = "proportional"  # type: ignore[assignment]
 
 
+SigmaKind = Literal["table", "polynomial"]
+_FINITE = {"allow_inf_nan": False}
+
+
+class _ConductanceDependent(_Strict):
+    """Fields shared by noise whose std may depend on the conductance ``G`` (``Gmax == 1``).
+
+    ``table``: std in units of Gmax interpolated piecewise-linearly in ``g_points`` (strictly
+    increasing) -> ``sigma_points``, constant beyond the ends. ``polynomial``: std
+    ``max(0, sum_k coeffs[k] * G**k)`` in units of Gmax (aihwkit's PCM form). For these two
+    kinds ``sigma`` is not used.
+    """
+
+    g_points: tuple[float, ...] = ()
+    sigma_points: tuple[float, ...] = ()
+    coeffs: tuple[float, ...] = ()
+
+    @model_validator(mode="after")
+    def _shape_of_table(self):
+        kind = self.kind  # type: ignore[attr-defined]
+        if kind == "table":
+            g, s = self.g_points, self.sigma_points
+            if len(g) < 2 or len(g) != len(s):
+                raise ValueError(
+                    "kind = 'table' needs g_points and sigma_points of equal length >= 2"
+                )
+            if not all(math.isfinite(v) for v in (*g, *s)):
+                raise ValueError("g_points and sigma_points must be finite")
+            if any(b <= a for a, b in zip(g, g[1:], strict=False)):
+                raise ValueError("g_points must be strictly increasing")
+            if min(s) < 0:
+                raise ValueError("sigma_points must be >= 0")
+        elif self.g_points or self.sigma_points:
+            raise ValueError("g_points / sigma_points are only used with kind = 'table'")
+        if kind == "polynomial":
+            if not self.coeffs or not all(math.isfinite(c) for c in self.coeffs):
+                raise ValueError("kind = 'polynomial' needs finite coeffs (c0, c1, ...)")
+        elif self.coeffs:
+            raise ValueError("coeffs are only used with kind = 'polynomial'")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """Whether this noise is on at all."""
+        kind = self.kind  # type: ignore[attr-defined]
+        if kind == "table":
+            return max(self.sigma_points) > 0
+        if kind == "polynomial":
+            return any(c != 0 for c in self.coeffs)
+        return self.sigma > 0  # type: ignore[attr-defined]
+
+
+class ProgrammingErrorConfig(_ConductanceDependent, NoiseConfig):
+    """Programming error, drawn once at ``program()``: Gaussian with std ``sigma * Gmax``
+    (additive), ``sigma * G`` (proportional), from a table or polynomial in ``G``, or paper
+    003's ``weight`` error."""
+
+    kind: ProgKind | SigmaKind = "proportional"  # type: ignore[assignment]
+
+
+class DeviceReadNoiseConfig(_ConductanceDependent, ReadNoiseConfig):
+    """Gaussian read noise, fresh on every read: additive, proportional, table or polynomial."""
+
+    kind: NoiseKind | SigmaKind = "proportional"  # type: ignore[assignment]
+
+
+class FlickerNoiseConfig(_Strict):
+    """1/f read noise integrated over the read bandwidth ``[f_min, f_max]`` (Hz).
+
+    Per read it is Gaussian with variance ``k * G**2 * ln(f_max / f_min)`` (Joshi et al. 2020,
+    aihwkit's PCM model). Reads are treated as independent (the slow correlation of 1/f noise
+    between successive reads is not modelled).
+    """
+
+    k: float = Field(0.0, ge=0.0, **_FINITE)
+    f_min: float = Field(1.0, gt=0.0, **_FINITE)
+    f_max: float = Field(1e6, gt=0.0, **_FINITE)
+
+    @property
+    def active(self) -> bool:
+        return self.k > 0
+
+    @model_validator(mode="after")
+    def _band(self) -> FlickerNoiseConfig:
+        if self.f_max <= self.f_min:
+            raise ValueError("f_max must be greater than f_min")
+        return self
+
+
+class TelegraphNoiseConfig(_Strict):
+    """Random telegraph noise: on each read a device sits in its second state with
+    probability ``p``, where its conductance is shifted by ``delta * Gmax`` (additive) or
+    ``delta * G`` (proportional); ``delta`` < 0 lowers it. Mean shift ``p * dG``, variance
+    ``p * (1 - p) * dG**2``."""
+
+    kind: NoiseKind = "proportional"
+    delta: float = Field(0.0, ge=-1.0, le=1.0)
+    p: float = Field(0.5, ge=0.0, le=1.0)
+
+    @property
+    def active(self) -> bool:
+        return self.delta != 0 and self.p > 0
+
+
+class RetentionConfig(_Strict):
+    """Relaxation ``G(t) = G_inf + (G - G_inf) * exp(-t / tau)``, ``tau`` in seconds.
+
+    ``target`` is ``G_inf``: ``"gmin"`` (each device's Gmin), ``"mid"`` (the middle of each
+    device's range) or a normalised conductance in ``[0, 1]``.
+    """
+
+    tau: float = Field(math.inf, gt=0.0)
+    target: Literal["gmin", "mid"] | float = "gmin"
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, v: Any) -> Any:
+        ok = v in ("gmin", "mid") or (
+            isinstance(v, int | float) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+        )
+        if not ok:
+            raise ValueError(f"target must be 'gmin', 'mid' or a number in [0, 1], got {v!r}")
+        return v
+
+    @property
+    def active(self) -> bool:
+        return self.tau != math.inf
+
+
 class DeviceConfig(_Strict):
-    """One cell's physics. Conductances are normalised so that ``Gmax == 1``."""
+    """One cell's physics. Conductances are normalised so that ``Gmax == 1``.
+
+    Effects compose in this order (see docs/devices.md): target mapping -> quantisation to
+    ``bits`` / ``levels`` -> device range factor (``range_std``) -> programming error ->
+    faults (stuck-at, dead rows/columns) -> clip; then, at ``drift_to(t)``, power-law drift ->
+    retention; then, on each read, read noise (Gaussian, 1/f, telegraph) -> clip -> drift
+    compensation -> ADC.
+
+    ``preset = "name"`` or ``preset_file = "path.toml"`` fills in values first; explicit keys
+    override them.
+    """
 
     name: str = "custom"
+    citation: str = ""
     on_off_ratio: float = Field(float("inf"), gt=1.0)
     g_max_siemens: float = Field(1e-4, gt=0.0, allow_inf_nan=False)
     bits: int | None = Field(None, ge=1, le=16)
-    programming_error: NoiseConfig = NoiseConfig()
-    read_noise: ReadNoiseConfig = ReadNoiseConfig()
+    level_spacing: Literal["uniform", "geometric"] = "uniform"
+    levels: tuple[float, ...] | None = None
+    range_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    programming_error: ProgrammingErrorConfig = ProgrammingErrorConfig()
+    read_noise: DeviceReadNoiseConfig = DeviceReadNoiseConfig()
+    flicker_noise: FlickerNoiseConfig = FlickerNoiseConfig()
+    telegraph_noise: TelegraphNoiseConfig = TelegraphNoiseConfig()
     drift_nu: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     drift_nu_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     drift_t0: float = Field(1.0, gt=0.0, allow_inf_nan=False)
+    retention: RetentionConfig = RetentionConfig()
+    drift_compensation: bool = False
     stuck_at_gmin: float = Field(0.0, ge=0.0, le=1.0)
     stuck_at_gmax: float = Field(0.0, ge=0.0, le=1.0)
+    dead_rows: float = Field(0.0, ge=0.0, le=1.0)
+    dead_cols: float = Field(0.0, ge=0.0, le=1.0)
+    dead_state: Literal["open", "gmin"] = "open"
     clip: ClipMode = "zero"
 
     @property
@@ -60,25 +218,52 @@ class DeviceConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        """``preset = "reram"`` fills in a preset's values; explicit keys override them."""
-        if isinstance(data, dict) and "preset" in data:
+        """``preset = "reram"`` or ``preset_file = "my.toml"`` fills in values; explicit keys
+        override them (tables are merged key by key)."""
+        if not isinstance(data, dict) or not ({"preset", "preset_file"} & data.keys()):
+            return data
+        data = dict(data)
+        if "preset_file" in data:
+            if "preset" in data:
+                raise ValueError("give either preset or preset_file, not both")
+            from nvmsim.devices.presets import preset_file_values
+
+            data = _merge(preset_file_values(data.pop("preset_file")), data)
+        if "preset" in data:
             from nvmsim.devices.presets import preset_values
 
-            data = dict(data)
-            base = preset_values(data.pop("preset"))
-            for key, value in data.items():
-                if isinstance(value, dict) and isinstance(base.get(key), dict):
-                    base[key] = {**base[key], **value}
-                else:
-                    base[key] = value
-            data = base
+            data = _merge(preset_values(data.pop("preset")), data)
         return data
 
     @model_validator(mode="after")
-    def _fault_rates(self) -> DeviceConfig:
+    def _consistent(self) -> DeviceConfig:
         if self.stuck_at_gmin + self.stuck_at_gmax > 1.0:
             raise ValueError("stuck_at_gmin + stuck_at_gmax must not exceed 1")
+        if self.levels is not None:
+            lv = self.levels
+            if self.bits is not None:
+                raise ValueError("give either bits or levels, not both")
+            if len(lv) < 2 or any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
+                raise ValueError("levels must be at least 2 strictly increasing conductances")
+            if not (0.0 <= lv[0] and lv[-1] <= 1.0):
+                raise ValueError("levels are normalised conductances and must lie in [0, 1]")
+        if self.level_spacing == "geometric":
+            if self.bits is None:
+                raise ValueError("level_spacing = 'geometric' needs bits")
+            if self.g_min <= 0:
+                raise ValueError("level_spacing = 'geometric' needs a finite on_off_ratio")
         return self
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; nested tables are merged one level deep."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
 
 
 class CrossbarConfig(_Strict):

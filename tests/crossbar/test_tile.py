@@ -1,5 +1,7 @@
 """The moment identity against explicit per-device sampling, and the tile's periphery."""
 
+import math
+
 import pytest
 import torch
 
@@ -181,3 +183,307 @@ def test_sample_mode_refuses_parasitics():
 
     with pytest.raises(ConfigError, match="IR drop"):
         validate(AnalogConfig, {"read_noise_mode": "sample", "crossbar": {"r_row": 1.0}})
+
+
+# ---------------------------------------------------------------- device physics in the tile
+
+
+def _tile(device, w, seed=0, **analog):
+    cfg = validate(AnalogConfig, {"device": device, **analog})
+    tile = AnalogTile(cfg)
+    tile.program(w, torch.Generator().manual_seed(seed))
+    return tile
+
+
+@pytest.mark.parametrize(
+    ("mode", "device"),
+    [
+        (
+            "differential",
+            {
+                "read_noise": {
+                    "kind": "table",
+                    "g_points": [0, 0.5, 1],
+                    "sigma_points": [0.3, 0.05, 0.2],
+                },
+                "on_off_ratio": 10,
+            },
+        ),
+        (
+            "offset",
+            {"read_noise": {"kind": "polynomial", "coeffs": [0.05, 0.3, -0.1]}, "clip": "range"},
+        ),
+        ("differential", {"flicker_noise": {"k": 0.01, "f_min": 1, "f_max": 1e4}}),
+        (
+            "differential",
+            {
+                "telegraph_noise": {"kind": "proportional", "delta": -0.6, "p": 0.3},
+                "read_noise": {"kind": "additive", "sigma": 0.05},
+                "on_off_ratio": 10,
+                "clip": "range",
+            },
+        ),
+        ("offset", {"telegraph_noise": {"kind": "additive", "delta": 0.4, "p": 0.5}}),
+        (
+            "differential",
+            {
+                "read_noise": {"kind": "proportional", "sigma": 0.3},
+                "range_std": 0.3,
+                "clip": "range",
+                "on_off_ratio": 5,
+            },
+        ),
+        (
+            "offset",
+            {
+                "read_noise": {"kind": "additive", "sigma": 0.1},
+                "dead_rows": 0.2,
+                "dead_cols": 0.2,
+                "clip": "range",
+                "on_off_ratio": 10,
+            },
+        ),
+        (
+            "differential",
+            {
+                "read_noise": {"kind": "proportional", "sigma": 0.2},
+                "drift_nu": 0.1,
+                "drift_nu_std": 0.05,
+                "retention": {"tau": 1e4, "target": "mid"},
+                "drift_compensation": True,
+                "on_off_ratio": 10,
+            },
+        ),
+    ],
+)
+def test_new_read_effects_moment_identity_matches_explicit_sampling(mode, device):
+    """Every per-read effect, alone and combined with the others: the moment path's output
+    mean and variance equal explicit per-device sampling (telegraph as a Bernoulli draw)."""
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(6, 20, generator=gen)
+    x = torch.rand(3, 20, generator=gen) * 2 - 0.5
+    tile = AnalogTile(make_cfg(mode, **device))
+    tile.program(w, torch.Generator().manual_seed(0))
+    tile.drift_to(3600.0)
+    assert tile.noisy
+    ym = read_many(tile, x, "moment", 1)
+    ys = read_many(tile, x, "sample", 2)
+    for k in range(x.shape[0]):
+        a, b = ym[k], ys[k]
+        se = (b.var(0) / REPEATS).sqrt()
+        assert ((a.mean(0) - b.mean(0)).abs() <= 7.5 * se + 1e-6).all()
+        torch.testing.assert_close(a.var(0), b.var(0), rtol=0.06, atol=1e-9)
+
+
+def test_effects_off_are_exact_and_cost_nothing():
+    """Every new effect at its zero setting: analog == torch, no variance, no extra state."""
+    w = torch.randn(5, 40)
+    x = torch.randn(4, 40)
+    device = {
+        "on_off_ratio": 100,
+        "flicker_noise": {"k": 0.0},
+        "telegraph_noise": {"delta": 0.0, "p": 0.5},
+        "retention": {"tau": math.inf},
+        "range_std": 0.0,
+        "dead_rows": 0.0,
+        "dead_cols": 0.0,
+        "drift_compensation": True,  # no drift: the ratio is exactly 1
+        "read_noise": {"kind": "polynomial", "coeffs": [0.0]},
+    }
+    tile = _tile(device, w)
+    tile.drift_to(1e6)
+    torch.testing.assert_close(tile.read(x), x @ w.T, rtol=1e-5, atol=1e-5)
+    assert not tile.noisy and tile.w_var is None and tile.var_const is None
+    assert tile.compensation == 1.0 and tile.dead is None and tile.range_factor is None
+    # the random draws of effects that are on do not change when others are switched off
+    a = _tile({"programming_error": {"sigma": 0.1}}, w, seed=3)
+    b = _tile({"programming_error": {"sigma": 0.1}, "flicker_noise": {"k": 0}}, w, seed=3)
+    assert torch.equal(a.g0, b.g0)
+
+
+def test_additive_noise_keeps_the_scalar_path_with_new_fields_present():
+    cfg = {"read_noise": {"kind": "additive", "sigma": 0.02}, "clip": "none"}
+    tile = _tile(
+        {**cfg, "retention": {"tau": math.inf}, "drift_compensation": True}, torch.randn(4, 10)
+    )
+    assert tile.var_const == pytest.approx(2 * (0.02 * tile.scale) ** 2) and tile.w_var is None
+
+
+def test_conductance_dependent_programming_error():
+    """Every device programmed to one target: the spread of g0 is the table's std there."""
+    w = torch.ones(200, 500)  # G+ = 1, G- = Gmin = 0.1
+    dev = {
+        "on_off_ratio": 10,
+        "clip": "none",
+        "programming_error": {
+            "kind": "table",
+            "g_points": [0.1, 1.0],
+            "sigma_points": [0.01, 0.05],
+        },
+    }
+    tile = _tile(dev, w)
+    for k, (target, std) in enumerate(((1.0, 0.05), (0.1, 0.01))):
+        d = tile.g0[k] - target
+        assert abs(float(d.mean())) < 5 * std / math.sqrt(d.numel())
+        assert float(d.std()) == pytest.approx(std, rel=0.01)
+    poly = _tile(
+        {"clip": "none", "programming_error": {"kind": "polynomial", "coeffs": [0.02, 0.02]}}, w
+    )
+    assert float((poly.g0[0] - 1).std()) == pytest.approx(0.04, rel=0.01)
+    assert float(poly.g0[1].std()) == pytest.approx(0.02, rel=0.01)
+
+
+def test_device_range_variability():
+    """Each device's [Gmin, Gmax] is scaled by a lognormal factor drawn at programming."""
+    w = torch.rand(300, 300, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    tile = _tile({"range_std": 0.2, "on_off_ratio": 10, "clip": "range"}, w)
+    s = tile.range_factor
+    assert float(s.log().mean()) == pytest.approx(0.0, abs=0.002)
+    assert float(s.log().std()) == pytest.approx(0.2, rel=0.01)
+    from nvmsim.crossbar.mapping import to_conductances
+
+    target = to_conductances(w.t(), "differential", float(w.abs().max()), 0.1)
+    torch.testing.assert_close(tile.g0, target * s)  # target fraction of the device's own range
+    # stuck devices stick at their own extremes
+    stuck = _tile({"range_std": 0.2, "on_off_ratio": 10, "stuck_at_gmax": 1.0}, w)
+    torch.testing.assert_close(stuck.g0, stuck.range_factor)
+
+
+@pytest.mark.parametrize("state", ["open", "gmin"])
+def test_dead_rows_and_columns(state):
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(40, 64, generator=gen)
+    x = torch.randn(5, 64, generator=gen)
+    dev = {"dead_rows": 0.1, "dead_cols": 0.05, "dead_state": state, "on_off_ratio": 10}
+    tile = _tile(dev, w, crossbar={"tile_rows": 16, "tile_cols": 8})
+    dead = tile.dead  # (2, in, out)
+    if state == "open":
+        assert (tile.g0[dead] == 0).all()
+    else:
+        assert torch.allclose(tile.g0[dead], torch.tensor(0.1))
+    alive = ~dead
+    assert torch.equal(tile.g0[alive], _tile({"on_off_ratio": 10}, w).g0[alive])
+    # the read is exactly the matmul with the faulty conductances
+    g = tile.g0[0] - tile.g0[1]
+    torch.testing.assert_close(tile.read(x), x @ (g * tile.scale), rtol=1e-5, atol=1e-5)
+    rate = 1 - (1 - 0.1) * (1 - 0.05)
+    assert float(dead.double().mean()) == pytest.approx(rate, abs=0.04)
+    # whole lines of one array: a dead row of an 8-column array covers its 8 columns
+    rows_dead = dead[0].view(64, 5, 8).all(2)
+    assert rows_dead.any()
+    # open devices carry no read noise
+    noisy = _tile({**dev, "read_noise": {"kind": "additive", "sigma": 0.1}}, w,
+                  crossbar={"tile_rows": 16, "tile_cols": 8})  # fmt: skip
+    if state == "open":
+        v = noisy._moments(noisy.g, noisy._bounds)[1] * noisy._alive
+        assert (v[dead] == 0).all() and (v[alive] > 0).all()
+
+
+@pytest.mark.parametrize(("target", "g_inf"), [("gmin", 0.1), ("mid", 0.55), (0.3, 0.3)])
+def test_retention_in_the_tile(target, g_inf):
+    w = torch.randn(8, 12)
+    tile = _tile({"on_off_ratio": 10, "retention": {"tau": 100.0, "target": target}}, w)
+    g0 = tile.g.clone()
+    tile.drift_to(250.0)
+    torch.testing.assert_close(tile.g, g_inf + (g0 - g_inf) * math.exp(-2.5))
+    tile.drift_to(1e6)
+    torch.testing.assert_close(tile.g, torch.full_like(g0, g_inf))
+
+
+def test_drift_compensation_restores_uniform_drift_exactly():
+    gen = torch.Generator().manual_seed(2)
+    w, x = torch.randn(10, 30, generator=gen), torch.randn(6, 30, generator=gen)
+    dev = {"on_off_ratio": 10, "drift_nu": 0.06, "drift_t0": 10.0}
+    plain = _tile(dev, w)
+    comp = _tile({**dev, "drift_compensation": True}, w)
+    t = 1e7
+    plain.drift_to(t)
+    comp.drift_to(t)
+    factor = (t / 10.0) ** -0.06
+    torch.testing.assert_close(plain.read(x), factor * (x @ w.T), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(comp.read(x), x @ w.T, rtol=1e-4, atol=1e-5)
+    assert comp.compensation == pytest.approx(1 / factor, rel=1e-5)
+    # the ratio is measured with an all-ones read: sum |y(0)| / sum |y(t)|
+    ones = torch.ones(1, 30)
+    y0 = (ones @ w.T).abs().sum()
+    yt = (ones @ plain.w_mean).abs().sum()
+    assert comp.compensation == pytest.approx(float(y0 / yt), rel=1e-5)
+    # and it scales the read noise too (a gain on the whole tile)
+    noisy = {**dev, "read_noise": {"kind": "additive", "sigma": 0.05}, "clip": "none"}
+    a, b = _tile(noisy, w), _tile({**noisy, "drift_compensation": True}, w)
+    a.drift_to(t), b.drift_to(t)
+    assert b.var_const == pytest.approx(a.var_const * b.compensation**2)
+
+
+def test_drift_compensation_helps_with_spread_drift():
+    gen = torch.Generator().manual_seed(5)
+    w, x = torch.randn(20, 100, generator=gen), torch.randn(50, 100, generator=gen)
+    dev = {"on_off_ratio": 10, "drift_nu": 0.1, "drift_nu_std": 0.005, "drift_t0": 1.0}
+    ref = x @ w.T
+    errs = {}
+    for comp in (False, True):
+        tile = _tile({**dev, "drift_compensation": comp}, w)
+        tile.drift_to(3e7)
+        errs[comp] = float((tile.read(x) - ref).norm() / ref.norm())
+    assert errs[True] < 0.3 * errs[False]
+
+
+def test_geometric_and_listed_levels_in_the_tile():
+    w = torch.rand(30, 40, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    tile = _tile({"on_off_ratio": 100, "bits": 3, "level_spacing": "geometric"}, w)
+    lv = 0.01 * 100 ** (torch.arange(8) / 7)
+    dist = (tile.g0.unsqueeze(-1) - lv).abs().min(-1).values
+    assert float(dist.max()) < 1e-6
+    listed = (0.0, 0.1, 0.3, 1.0)
+    tile = _tile({"levels": listed}, w)
+    dist = (tile.g0.unsqueeze(-1) - torch.tensor(listed)).abs().min(-1).values
+    assert float(dist.max()) < 1e-7 and len(torch.unique(tile.g0)) == 4
+
+
+def test_effects_compose_in_the_documented_order():
+    """program (quantise -> programming error -> faults -> clip) -> drift -> retention ->
+    read noise -> clip -> compensation -> ADC. Each step is pinned by a deterministic
+    construction that a different order would break."""
+    w = torch.rand(16, 24, generator=torch.Generator().manual_seed(0)) + 0.1  # all positive
+    # quantisation, then programming error: values are near levels, not on them
+    t = _tile(
+        {"bits": 2, "on_off_ratio": 4, "programming_error": {"kind": "additive", "sigma": 0.01}}, w
+    )
+    lv = torch.tensor([0.25, 0.5, 0.75, 1.0])
+    dist = (t.g0[0].unsqueeze(-1) - lv).abs().min(-1).values
+    assert float(dist.min()) > 0 and float(dist.max()) < 0.06
+    # faults after programming error: a stuck device is exactly at Gmax
+    t = _tile({"stuck_at_gmax": 1.0, "programming_error": {"kind": "additive", "sigma": 0.3}}, w)
+    assert torch.equal(t.g0, torch.ones_like(t.g0))
+    # faults, then drift: the stuck device drifts as well
+    t = _tile({"stuck_at_gmax": 1.0, "drift_nu": 0.1, "drift_t0": 1.0}, w)
+    t.drift_to(100.0)
+    torch.testing.assert_close(t.g, torch.full_like(t.g, 100.0**-0.1))
+    # drift, then retention of the drifted value
+    t = _tile(
+        {"drift_nu": 0.1, "retention": {"tau": 100.0, "target": 0.2}, "stuck_at_gmax": 1.0}, w
+    )
+    t.drift_to(100.0)
+    expected = 0.2 + (100.0**-0.1 - 0.2) * math.exp(-1.0)
+    torch.testing.assert_close(t.g, torch.full_like(t.g, expected))
+    # read noise acts on the drifted conductance: a deterministic telegraph step (p = 1) of
+    # -50 % of G, then the clip at Gmin (range) -- G+ at 1 drifts to 0.631 and steps to 0.316
+    dev = {
+        "drift_nu": 0.1, "stuck_at_gmax": 1.0, "on_off_ratio": 2.5, "clip": "range",
+        "telegraph_noise": {"kind": "proportional", "delta": -0.5, "p": 1.0},
+    }  # fmt: skip
+    t = _tile(dev, w)
+    t.drift_to(100.0)
+    g_read = max(0.5 * 100.0**-0.1, 0.4)  # clip after the step, at Gmin = 0.4
+    mean_g = t.w_mean / t.scale  # G+ - G- with both devices stuck at Gmax
+    torch.testing.assert_close(mean_g, torch.zeros_like(mean_g))
+    m, _ = t._moments(t.g, t._bounds)
+    torch.testing.assert_close(m, torch.full_like(m, g_read))
+    # compensation, then ADC: outputs of a compensated read lie on the ADC's grid
+    dev = {"drift_nu": 0.2, "drift_compensation": True, "on_off_ratio": 10}
+    t = _tile(dev, w, converter={"adc_bits": 5, "adc_range": 8.0})
+    t.drift_to(1e4)
+    assert t.compensation > 1.5
+    y = t.read(torch.rand(7, 24, generator=torch.Generator().manual_seed(1)))
+    lsb = 8.0 / 15
+    torch.testing.assert_close(y / lsb, (y / lsb).round(), rtol=0, atol=1e-4)

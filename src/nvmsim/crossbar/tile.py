@@ -11,6 +11,19 @@ device with its own noise. Clipping of noisy conductances is folded into ``E[W]`
 ``Var[W]`` through the censored-Gaussian moments. When ``Var[W]`` is the same for every weight
 (additive noise, clipping negligible to ``moment_rtol``) the second matmul becomes a sum of
 ``x**2``. ``read_noise_mode = "sample"`` draws every device explicitly and is the oracle.
+
+Device effects compose in one fixed order (docs/devices.md):
+
+1. ``program()``: target mapping -> quantisation -> device range factor -> programming error
+   -> stuck-at faults -> dead rows / columns -> clip (drawn once);
+2. ``drift_to(t)``: power-law drift -> retention (deterministic given the programmed state);
+3. every read: read noise (Gaussian read noise and 1/f noise, random telegraph noise) -> clip
+   -> global drift compensation (a gain on the whole tile) -> ADC.
+
+Per-read effects enter the moment identity through each device's exact mean and variance
+(Gaussian + telegraph mixture, censored by the clip); the output is then Gaussian with exactly
+those moments, which is exact in distribution for Gaussian noise without clipping and exact
+in mean and variance otherwise. Effects that are off cost nothing: no draws, no extra work.
 """
 
 from __future__ import annotations
@@ -24,6 +37,15 @@ from nvmsim.config import AnalogConfig
 from nvmsim.crossbar import converters, mapping
 from nvmsim.devices import drift as drift_fn
 from nvmsim.devices import faults, levels, noise
+
+
+def _table(cfg) -> dict:
+    """Keyword arguments of a conductance-dependent noise (table / polynomial)."""
+    if cfg.kind == "table":
+        return {"g_points": cfg.g_points, "sigma_points": cfg.sigma_points}
+    if cfg.kind == "polynomial":
+        return {"coeffs": cfg.coeffs}
+    return {}
 
 
 class NotProgrammedError(RuntimeError):
@@ -42,8 +64,14 @@ class AnalogTile:
 
     # ------------------------------------------------------------------ programming
     def program(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        """Map ``weight`` (out, in) to conductances, with quantisation, programming error and
-        faults drawn once from ``generator``."""
+        """Map ``weight`` (out, in) to conductances and write them, drawing everything that is
+        fixed at programming time once from ``generator``.
+
+        Order: target mapping -> quantisation (``bits`` / ``levels``) -> device range factor
+        (``range_std``) -> programming error -> stuck-at faults -> dead rows / columns ->
+        clip. Random draws happen only for effects that are on, so turning an effect off
+        leaves every other draw unchanged.
+        """
         cfg, dev = self.config, self.config.device
         w = weight.detach().to(torch.float32)
         if w.dim() != 2:
@@ -59,20 +87,32 @@ class AnalogTile:
         self.wmax = mapping.weight_range(wt, cfg.crossbar.weight_clip_percentile)
         self.scale = mapping.scale(cfg.crossbar.mapping, self.wmax, g_min)
         g = mapping.to_conductances(wt, cfg.crossbar.mapping, self.wmax, g_min)
-        g = levels.quantize(g, dev.bits, g_min)
-        if pe.kind != "weight" and pe.sigma > 0:
-            g = noise.add_noise(g, pe.kind, pe.sigma, generator)
-        g = faults.stuck_at(g, dev.stuck_at_gmin, dev.stuck_at_gmax, g_min, 1.0, generator)
-        self.g0 = noise.clip(g, dev.clip, g_min)
-        self.g_ref0 = None
+        g, self.range_factor = self._write(g, generator)
+        ref, self.range_factor_ref = None, None
         if cfg.crossbar.mapping == "offset":
             n_arrays = math.ceil(self.out_features / cfg.crossbar.tile_cols)
             ref = torch.full((self.in_features, n_arrays), mapping.reference_level(g_min))
-            ref = levels.quantize(ref, dev.bits, g_min)
-            if pe.kind != "weight" and pe.sigma > 0:
-                ref = noise.add_noise(ref, pe.kind, pe.sigma, generator)
-            ref = faults.stuck_at(ref, dev.stuck_at_gmin, dev.stuck_at_gmax, g_min, 1.0, generator)
-            self.g_ref0 = noise.clip(ref, dev.clip, g_min)
+            ref, self.range_factor_ref = self._write(ref, generator)
+        self.dead, self.dead_ref = self._dead_lines(g.shape[0], ref is not None, generator)
+        self._alive = self._alive_ref = None
+        if self.dead is not None:
+            if dev.dead_state == "gmin":
+                g = torch.where(self.dead, self._dev_bound(g_min, self.range_factor), g)
+                if ref is not None:
+                    lo_ref = self._dev_bound(g_min, self.range_factor_ref)
+                    ref = torch.where(self.dead_ref, lo_ref, ref)
+            else:
+                self._alive = (~self.dead).to(g.dtype)
+                if ref is not None:
+                    self._alive_ref = (~self.dead_ref).to(ref.dtype)
+        self._bounds = self._clip_bounds(self.range_factor)
+        self.g0 = self._mask(noise.clip_to(g, *self._bounds), self._alive)
+        self._g_inf = self._retention_target(self.range_factor)
+        self.g_ref0 = None
+        if ref is not None:
+            self._bounds_ref = self._clip_bounds(self.range_factor_ref)
+            self.g_ref0 = self._mask(noise.clip_to(ref, *self._bounds_ref), self._alive_ref)
+            self._g_inf_ref = self._retention_target(self.range_factor_ref)
         self.nu = self.nu_ref = None
         if dev.drift_nu > 0 or dev.drift_nu_std > 0:
             self.nu = drift_fn.draw_nu(self.g0.shape, dev.drift_nu, dev.drift_nu_std, generator)
@@ -80,42 +120,148 @@ class AnalogTile:
                 shape = self.g_ref0.shape
                 self.nu_ref = drift_fn.draw_nu(shape, dev.drift_nu, dev.drift_nu_std, generator)
         self._dac_range = self._adc_range = None
+        self._cal0: float | None = None
         self.programmed = True
         self.drift_to(0.0)
 
+    def _write(
+        self, g: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Quantise, scale by each device's range factor, add programming error, stick."""
+        dev = self.config.device
+        g_min = dev.g_min
+        if dev.levels is None and dev.level_spacing == "uniform":
+            g = levels.quantize(g, dev.bits, g_min)
+        else:
+            lv = levels.level_set(dev.bits, g_min, dev.level_spacing, dev.levels)
+            g = levels.quantize_to(g, lv)
+        s = None
+        if dev.range_std > 0:  # lognormal factor, median 1: [Gmin, Gmax] -> s * [Gmin, Gmax]
+            s = torch.exp(dev.range_std * torch.randn(g.shape, generator=generator))
+            g = g * s
+        pe = dev.programming_error
+        if pe.kind != "weight" and pe.active:
+            g = noise.add_noise(g, pe.kind, pe.sigma, generator, **_table(pe))
+        g = faults.stuck_at(
+            g, dev.stuck_at_gmin, dev.stuck_at_gmax,
+            self._dev_bound(g_min, s), self._dev_bound(1.0, s), generator,
+        )  # fmt: skip
+        return g, s
+
+    @staticmethod
+    def _dev_bound(value: float, s: torch.Tensor | None) -> float | torch.Tensor:
+        """A nominal conductance in one device's own range."""
+        return value if s is None else value * s
+
+    @staticmethod
+    def _mask(g: torch.Tensor, alive: torch.Tensor | None) -> torch.Tensor:
+        return g if alive is None else g * alive
+
+    def _clip_bounds(self, s: torch.Tensor | None) -> tuple[noise.Bound, noise.Bound]:
+        dev = self.config.device
+        return noise.clip_bounds(dev.clip, self._dev_bound(dev.g_min, s), self._dev_bound(1, s))
+
+    def _retention_target(self, s: torch.Tensor | None) -> float | torch.Tensor:
+        dev = self.config.device
+        target = dev.retention.target
+        if target == "gmin":
+            return self._dev_bound(dev.g_min, s)
+        if target == "mid":
+            return self._dev_bound((1.0 + dev.g_min) / 2, s)
+        return float(target)
+
+    def _dead_lines(
+        self, n_stacks: int, with_ref: bool, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Devices on dead rows / columns, per physical array: each stack (G+, G-) is its own
+        set of arrays; with the offset mapping an array's reference column is its last
+        column (a dead row kills its reference device too)."""
+        dev, xb = self.config.device, self.config.crossbar
+        if dev.dead_rows == 0 and dev.dead_cols == 0:
+            return None, None
+        tc = xb.tile_cols
+        n_arrays = math.ceil(self.out_features / tc)
+        width = tc + 1 if with_ref else tc
+        j = torch.arange(self.out_features)
+        gcols = (j // tc) * width + j % tc
+        rcols = torch.arange(n_arrays) * width + tc
+        masks, ref_mask = [], None
+        for k in range(n_stacks):
+            m = faults.dead_line_mask(
+                self.in_features, n_arrays * width, xb.tile_rows, width,
+                dev.dead_rows, dev.dead_cols, generator,
+            )  # fmt: skip
+            masks.append(m[:, gcols])
+            if k == 0 and with_ref:
+                ref_mask = m[:, rcols]
+        return torch.stack(masks), ref_mask
+
     def drift_to(self, t_seconds: float) -> None:
-        """Let the programmed conductances drift to ``t_seconds`` after programming."""
+        """Let the programmed conductances evolve to ``t_seconds`` after programming: power-law
+        drift, then retention loss (relaxation towards its target)."""
         self._require_programmed()
         dev = self.config.device
+        if not (t_seconds >= 0 and math.isfinite(t_seconds)):
+            raise ValueError(f"t_seconds must be finite and >= 0, got {t_seconds}")
         self.time = float(t_seconds)
-        g, ref = self.g0, self.g_ref0
-        if self.nu is not None:
-            g = drift_fn.drift(g, self.nu, self.time, dev.drift_t0)
-            if ref is not None:
-                ref = drift_fn.drift(ref, self.nu_ref, self.time, dev.drift_t0)
+        tau = dev.retention.tau
+        g = drift_fn.evolve(self.g0, self.time, self.nu, dev.drift_t0, tau, self._g_inf)
+        g = g if g is self.g0 else self._mask(g, self._alive)
+        ref = self.g_ref0
+        if ref is not None:
+            ref = drift_fn.evolve(ref, self.time, self.nu_ref, dev.drift_t0, tau, self._g_inf_ref)
+            ref = ref if ref is self.g_ref0 else self._mask(ref, self._alive_ref)
         self.g, self.g_ref = g, ref
         self._prepare_reads()
+
+    # ------------------------------------------------------------------ read statistics
+    def _gauss_std(self, g: torch.Tensor) -> torch.Tensor | None:
+        """Std of the Gaussian per-read noise (read noise and 1/f together), or ``None``."""
+        dev = self.config.device
+        rn, fl = dev.read_noise, dev.flicker_noise
+        std = noise.noise_std(g, rn.kind, rn.sigma, **_table(rn)) if rn.active else None
+        if fl.active:
+            f = noise.flicker_std(g, fl.k, fl.f_min, fl.f_max)
+            std = f if std is None else (std.square() + f.square()).sqrt()
+        return std
+
+    def _read_effects(self) -> tuple[bool, bool]:
+        """(any per-read effect on, reads are random)."""
+        dev = self.config.device
+        gauss = dev.read_noise.active or dev.flicker_noise.active
+        tn = dev.telegraph_noise
+        return gauss or tn.active, gauss or (tn.active and tn.p < 1)
+
+    def _moments(
+        self, g: torch.Tensor, bounds: tuple[noise.Bound, noise.Bound]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact per-device mean and variance of one read (see :func:`noise.read_moments`)."""
+        tn = self.config.device.telegraph_noise
+        std = self._gauss_std(g)
+        if std is None:
+            std = torch.zeros_like(g)
+        shift = noise.telegraph_shift(g, tn.kind, tn.delta) if tn.active else None
+        return noise.read_moments(g, std, *bounds, shift=shift, p=tn.p)
 
     def _prepare_reads(self) -> None:
         """Expected weight and per-weight read variance, in weight units."""
         dev = self.config.device
-        rn = dev.read_noise
-        lo, hi = noise.clip_bounds(dev.clip, dev.g_min)
-        self.noisy = rn.sigma > 0
+        effects, self.noisy = self._read_effects()
         signs = (1.0, -1.0)
-        if self.noisy:
-            m, v = noise.censored_moments(
-                self.g, noise.noise_std(self.g, rn.kind, rn.sigma), lo, hi
-            )
+        if effects:
+            m, v = self._moments(self.g, self._bounds)
+            m = self._mask(m, self._alive)
+            v = self._mask(v, self._alive) if self.noisy else None
         else:
             m, v = self.g, None
         var = None if v is None else v.sum(0)
         self.ref_var = rm = None
         if self.g_ref is not None:
-            if self.noisy:
-                std = noise.noise_std(self.g_ref, rn.kind, rn.sigma)
-                rm, rv = noise.censored_moments(self.g_ref, std, lo, hi)
-                self.ref_var = (rv * self.scale**2).contiguous()
+            if effects:
+                rm, rv = self._moments(self.g_ref, self._bounds_ref)
+                rm = self._mask(rm, self._alive_ref)
+                if self.noisy:
+                    self.ref_var = (self._mask(rv, self._alive_ref) * self.scale**2).contiguous()
             else:
                 rm = self.g_ref
         if self.config.crossbar.parasitics:
@@ -123,7 +269,16 @@ class AnalogTile:
         mean = sum(s * m[i] for i, s in enumerate(signs[: m.shape[0]]))
         if rm is not None:
             mean = mean - self.expand_ref(rm)
-        self.w_mean = (mean * self.scale).contiguous()  # (in, out)
+        mean = mean * self.scale
+        self.compensation = 1.0
+        if dev.drift_compensation:
+            self.compensation = alpha = self._drift_compensation(mean)
+            if alpha != 1.0:
+                mean = mean * alpha
+                var = None if var is None else var * alpha**2
+                if self.ref_var is not None:
+                    self.ref_var = self.ref_var * alpha**2
+        self.w_mean = mean.contiguous()  # (in, out)
         self.w_mean_t = self.w_mean.t().contiguous()  # (out, in), for F.linear
         self.var_const: float | None = None
         self.w_var = self.w_var_t = None
@@ -136,6 +291,16 @@ class AnalogTile:
                 self.w_var = var.contiguous()
                 self.w_var_t = var.t().contiguous()
         self._block_cache: dict[str, torch.Tensor] = {}
+
+    def _drift_compensation(self, mean: torch.Tensor) -> float:
+        """Global drift compensation: the tile reads a calibration input (all ones) right after
+        programming and again now; outputs are multiplied by the ratio of the summed absolute
+        column outputs, ``sum|y(0)| / sum|y(t)|``. The calibration read is the expected
+        (noise-free) read: averaged over all rows and columns its noise is negligible."""
+        c = float(mean.double().sum(0).abs().sum())
+        if self._cal0 is None:
+            self._cal0 = c
+        return self._cal0 / c if c > 0 and self._cal0 > 0 else 1.0
 
     def _with_ir_drop(
         self, m: torch.Tensor, ref: torch.Tensor | None
@@ -281,28 +446,46 @@ class AnalogTile:
 
     def _read_sampled(self, x: torch.Tensor, generator: torch.Generator | None, blocked: bool):
         """Explicit per-device noise, fresh for every input row (the oracle; slow)."""
-        dev = self.config.device
-        rn = dev.read_noise
         signs = torch.tensor([1.0, -1.0][: self.g.shape[0]]).view(-1, 1, 1)
         per = max(1, int(2e7 // max(1, self.g.numel())))
         outs = []
         for start in range(0, x.shape[0], per):
             xc = x[start : start + per]
             b = xc.shape[0]
-            g = noise.add_noise(self.g.expand(b, *self.g.shape), rn.kind, rn.sigma, generator)
-            w = (noise.clip(g, dev.clip, dev.g_min) * signs).sum(1)  # (b, in, out)
+            g = self._sample_devices(self.g, b, self._bounds, self._alive, generator)
+            w = (g * signs).sum(1)  # (b, in, out)
             if self.g_ref is not None:
-                r = noise.add_noise(
-                    self.g_ref.expand(b, *self.g_ref.shape), rn.kind, rn.sigma, generator
+                r = self._sample_devices(
+                    self.g_ref, b, self._bounds_ref, self._alive_ref, generator
                 )
-                w = w - self.expand_ref(noise.clip(r, dev.clip, dev.g_min))
-            w = w * self.scale
+                w = w - self.expand_ref(r)
+            w = w * (self.scale * self.compensation)
             if blocked:
                 wb = torch.stack([self._wblocks(wi) for wi in w], 1)  # (nb, b, tr, out)
                 outs.append(torch.einsum("nbt,nbto->nbo", self._blocks(xc), wb))
             else:
                 outs.append(torch.einsum("bi,bio->bo", xc, w))
         return torch.cat(outs, dim=1 if blocked else 0)
+
+    def _sample_devices(
+        self,
+        g: torch.Tensor,
+        b: int,
+        bounds: tuple[noise.Bound, noise.Bound],
+        alive: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """``b`` independent reads of every device: Gaussian (read + 1/f) noise, telegraph
+        noise as a Bernoulli step, clip, open devices at 0."""
+        tn = self.config.device.telegraph_noise
+        out = g.expand(b, *g.shape)
+        std = self._gauss_std(g)
+        if std is not None:
+            out = noise.add_gaussian(out, std.expand_as(out), generator)
+        if tn.active:
+            shift = noise.telegraph_shift(g, tn.kind, tn.delta).expand_as(out)
+            out = noise.add_telegraph(out, shift, tn.p, generator)
+        return self._mask(noise.clip_to(out, *bounds), alive)
 
     # ------------------------------------------------------------------ converters
     def dac(self, x: torch.Tensor) -> torch.Tensor:

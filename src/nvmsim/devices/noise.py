@@ -1,38 +1,164 @@
 """Programming error and read noise as pure functions of conductance tensors.
 
 Conductances are normalised so that ``Gmax == 1``; ``sigma`` is relative to ``Gmax``
-(additive) or to ``G`` itself (proportional).
+(additive) or to ``G`` itself (proportional); ``table`` and ``polynomial`` give the std as a
+function of ``G`` directly (in units of Gmax).
+
+Per-read noise of one device is ``G + N(0, s(G)**2) + B * dG`` clipped to ``[lo, hi]``, where
+the Gaussian part ``s**2`` sums the read noise and 1/f noise variances and ``B ~ Bernoulli(p)``
+is random telegraph noise. :func:`read_moments` gives this device's mean and variance exactly
+(a two-component mixture of censored Gaussians); the tile's moment identity then treats the
+column sum as Gaussian with those moments, while explicit sampling (the oracle) draws every
+term as defined.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
+Bound = float | torch.Tensor
+
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_ZMAX = 40.0
 
 
-def noise_std(g: torch.Tensor, kind: str, sigma: float, g_max: float = 1.0) -> torch.Tensor:
-    """Per-device standard deviation of Gaussian conductance noise."""
+def table_std(
+    g: torch.Tensor, g_points: Sequence[float], sigma_points: Sequence[float]
+) -> torch.Tensor:
+    """Std interpolated piecewise-linearly in a table ``g_points -> sigma_points``.
+
+    ``g_points`` must increase strictly; beyond the ends the std is the end value (as
+    ``numpy.interp``).
+    """
+    xp = torch.tensor(list(g_points), dtype=torch.float64)
+    fp = torch.tensor(list(sigma_points), dtype=torch.float64)
+    if xp.numel() < 2 or xp.numel() != fp.numel() or bool((xp[1:] <= xp[:-1]).any()):
+        raise ValueError("need >= 2 strictly increasing g_points and as many sigma_points")
+    if bool((fp < 0).any()):
+        raise ValueError("sigma_points must be >= 0")
+    x = g.detach().double().clamp(float(xp[0]), float(xp[-1]))
+    i = torch.bucketize(x, xp).clamp(1, xp.numel() - 1)
+    x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    return (f0 + (x - x0) / (x1 - x0) * (f1 - f0)).to(g.dtype)
+
+
+def polynomial_std(g: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
+    """Std ``max(0, sum_k coeffs[k] * g**k)`` (aihwkit's PCM programming-noise form)."""
+    if not coeffs:
+        raise ValueError("a polynomial needs at least one coefficient")
+    out = torch.zeros_like(g)
+    for c in reversed(list(coeffs)):  # Horner
+        out = out * g + c
+    return out.clamp_min(0.0)
+
+
+def noise_std(
+    g: torch.Tensor,
+    kind: str,
+    sigma: float,
+    g_max: float = 1.0,
+    *,
+    g_points: Sequence[float] = (),
+    sigma_points: Sequence[float] = (),
+    coeffs: Sequence[float] = (),
+) -> torch.Tensor:
+    """Per-device standard deviation of Gaussian conductance noise.
+
+    ``additive``: ``sigma * g_max``; ``proportional``: ``sigma * |g|``; ``table`` and
+    ``polynomial``: a function of ``g`` (see :func:`table_std`, :func:`polynomial_std`).
+    """
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
     if kind == "additive":
         return torch.full_like(g, sigma * g_max)
     if kind == "proportional":
         return sigma * g.abs()
-    raise ValueError(f"unknown noise kind {kind!r} (expected 'additive' or 'proportional')")
+    if kind == "table":
+        return table_std(g, g_points, sigma_points)
+    if kind == "polynomial":
+        return polynomial_std(g, coeffs)
+    raise ValueError(
+        f"unknown noise kind {kind!r} (expected 'additive', 'proportional', 'table' or "
+        "'polynomial')"
+    )
 
 
 def add_noise(
-    g: torch.Tensor, kind: str, sigma: float, generator: torch.Generator | None
+    g: torch.Tensor,
+    kind: str,
+    sigma: float,
+    generator: torch.Generator | None,
+    **table: Sequence[float],
 ) -> torch.Tensor:
     """One draw of ``g + N(0, std(g))`` (programming error, or one explicit read)."""
-    if sigma == 0:
+    if kind in ("additive", "proportional") and sigma == 0:
         return g.clone()
+    return add_gaussian(g, noise_std(g, kind, sigma, **table), generator)
+
+
+def add_gaussian(
+    g: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One draw of ``g + N(0, std**2)`` elementwise."""
     eps = torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
-    return g + noise_std(g, kind, sigma) * eps
+    return g + std * eps
+
+
+def flicker_std(g: torch.Tensor, k: float, f_min: float, f_max: float) -> torch.Tensor:
+    """Std of 1/f noise integrated over ``[f_min, f_max]``: ``|g| * sqrt(k * ln(f_max/f_min))``.
+
+    The power spectral density ``S(f) = k * G**2 / f`` integrates to ``k G**2 ln(f_max/f_min)``
+    (Joshi et al., Nat. Commun. 11, 2473, 2020; aihwkit's PCM read noise).
+    """
+    if k < 0 or not 0 < f_min < f_max:
+        raise ValueError(f"need k >= 0 and 0 < f_min < f_max, got {k}, {f_min}, {f_max}")
+    return g.abs() * math.sqrt(k * math.log(f_max / f_min))
+
+
+def telegraph_shift(g: torch.Tensor, kind: str, delta: float, g_max: float = 1.0) -> torch.Tensor:
+    """Conductance step ``dG`` of random telegraph noise: ``delta * g_max`` or ``delta * g``."""
+    if kind == "additive":
+        return torch.full_like(g, delta * g_max)
+    if kind == "proportional":
+        return delta * g
+    raise ValueError(f"unknown telegraph noise kind {kind!r}")
+
+
+def add_telegraph(
+    g: torch.Tensor, shift: torch.Tensor, p: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One draw of ``g + B * shift`` with ``B ~ Bernoulli(p)`` per device."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    u = torch.rand(g.shape, generator=generator, dtype=g.dtype, device=g.device)
+    return g + torch.where(u < p, shift, torch.zeros_like(shift))
+
+
+def read_moments(
+    g: torch.Tensor,
+    std: torch.Tensor,
+    lo: Bound,
+    hi: Bound,
+    shift: torch.Tensor | None = None,
+    p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact mean and variance of one read ``clamp(g + N(0, std**2) + B * shift, lo, hi)``.
+
+    Without telegraph noise this is :func:`censored_moments`; with it, the read is a mixture
+    (weight ``1 - p`` at ``g``, ``p`` at ``g + shift``) of two censored Gaussians, whose first
+    two moments combine exactly.
+    """
+    if shift is None or p == 0:
+        return censored_moments(g, std, lo, hi)
+    m0, v0 = censored_moments(g.double(), std.double(), lo, hi)
+    m1, v1 = censored_moments((g + shift).double(), std.double(), lo, hi)
+    mean = (1 - p) * m0 + p * m1
+    var = (1 - p) * (v0 + m0 * m0) + p * (v1 + m1 * m1) - mean * mean
+    return mean.to(g.dtype), var.clamp_min(0.0).to(g.dtype)
 
 
 def weight_error(w: torch.Tensor, alpha: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -45,8 +171,11 @@ def weight_error(w: torch.Tensor, alpha: float, generator: torch.Generator | Non
     return (1.0 + alpha * eps) * w
 
 
-def clip_bounds(mode: str, g_min: float, g_max: float = 1.0) -> tuple[float, float]:
-    """Lower and upper bound that a physical conductance is clipped to."""
+def clip_bounds(mode: str, g_min: Bound, g_max: Bound = 1.0) -> tuple[Bound, Bound]:
+    """Lower and upper bound that a physical conductance is clipped to.
+
+    ``g_min`` / ``g_max`` may be per-device tensors (devices with their own range).
+    """
     if mode == "zero":
         return 0.0, math.inf
     if mode == "range":
@@ -59,7 +188,24 @@ def clip_bounds(mode: str, g_min: float, g_max: float = 1.0) -> tuple[float, flo
 def clip(g: torch.Tensor, mode: str, g_min: float, g_max: float = 1.0) -> torch.Tensor:
     """Clip conductances: at 0 (``zero``), to ``[Gmin, Gmax]`` (``range``) or not (``none``)."""
     lo, hi = clip_bounds(mode, g_min, g_max)
-    return g if mode == "none" else g.clamp(lo, hi)
+    return g if mode == "none" else clip_to(g, lo, hi)
+
+
+def clip_to(g: torch.Tensor, lo: Bound, hi: Bound) -> torch.Tensor:
+    """``g`` clamped to ``[lo, hi]``; bounds are numbers (maybe infinite) or tensors."""
+    lo_t, hi_t = _is_tensor_or_finite(lo, -math.inf), _is_tensor_or_finite(hi, math.inf)
+    if not lo_t and not hi_t:
+        return g
+    if isinstance(lo, torch.Tensor) or isinstance(hi, torch.Tensor):
+        return g.clamp(
+            torch.as_tensor(lo, dtype=g.dtype) if lo_t else None,
+            torch.as_tensor(hi, dtype=g.dtype) if hi_t else None,
+        )
+    return g.clamp(lo if lo_t else None, hi if hi_t else None)
+
+
+def _is_tensor_or_finite(b: Bound, inf: float) -> bool:
+    return isinstance(b, torch.Tensor) or b != inf
 
 
 def _phi(z: torch.Tensor) -> torch.Tensor:
@@ -71,18 +217,25 @@ def _Phi(z: torch.Tensor) -> torch.Tensor:
 
 
 def censored_moments(
-    mu: torch.Tensor, std: torch.Tensor, lo: float, hi: float
+    mu: torch.Tensor, std: torch.Tensor, lo: Bound, hi: Bound
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of ``clamp(N(mu, std**2), lo, hi)`` in closed form (float64 inside).
 
-    ``lo`` / ``hi`` may be infinite. With ``std == 0`` the result is ``clamp(mu)`` and 0.
+    ``lo`` / ``hi`` may be infinite, or finite per-device tensors. With ``std == 0`` the result
+    is ``clamp(mu)`` and 0.
     """
     dtype = mu.dtype
     mu64, s64 = torch.broadcast_tensors(mu.double(), std.double())
     safe = torch.where(s64 > 0, s64, torch.ones_like(s64))
-    lo_in, hi_in = lo != -math.inf, hi != math.inf
-    a = (lo - mu64) / safe if lo_in else None
-    b = (hi - mu64) / safe if hi_in else None
+    lo_in, hi_in = _is_tensor_or_finite(lo, -math.inf), _is_tensor_or_finite(hi, math.inf)
+    if isinstance(lo, torch.Tensor):
+        lo = lo.double()
+    if isinstance(hi, torch.Tensor):
+        hi = hi.double()
+    # Standardised bounds, clamped where Phi and phi are already exactly 0 / 1 in float64 (a
+    # denormal std would otherwise give inf * 0 = NaN).
+    a = ((lo - mu64) / safe).clamp(-_ZMAX, _ZMAX) if lo_in else None
+    b = ((hi - mu64) / safe).clamp(-_ZMAX, _ZMAX) if hi_in else None
     pa, fa = (_Phi(a), _phi(a)) if a is not None else (0.0, 0.0)
     pb, fb = (_Phi(b), _phi(b)) if b is not None else (1.0, 0.0)
     mass = pb - pa
@@ -95,6 +248,6 @@ def censored_moments(
     var = (second - mean**2).clamp_min(0.0)
     exact = s64 == 0
     if exact.any():
-        mean = torch.where(exact, mu64.clamp(lo, hi), mean)
+        mean = torch.where(exact, clip_to(mu64, lo, hi), mean)
         var = torch.where(exact, torch.zeros_like(var), var)
     return mean.to(dtype), var.to(dtype)
