@@ -73,6 +73,12 @@ def test_unit_is_identity(train, test):
     assert torch.equal(fit("unit", train)(test), test)
 
 
+def test_bytes_restores_the_stored_pixel_values():
+    stored = torch.tensor([[0, 1, 128, 255]], dtype=torch.uint8)
+    x = stored.float() / 255
+    assert torch.equal(fit("bytes", x)(x).round().to(torch.uint8), stored)
+
+
 def test_standard_is_per_pixel_standard_scaler(train, test):
     x = train.reshape(len(train), -1).double().numpy()
     mean, std = x.mean(0), x.std(0)  # scikit-learn: population std, zero std -> 1

@@ -1,4 +1,8 @@
 import importlib.util
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -37,3 +41,46 @@ def test_sequential_results_are_reproducible_and_sane(write_study, tmp_path):
     assert noiseless
     for m in noiseless:  # no noise at all: the analog model is torch's model
         assert m["accuracy"] == pytest.approx(m["software_accuracy"], abs=1e-12)
+
+
+PARENT = """
+import multiprocessing, sys, time
+from nvmsim.studies.executors import die_with_parent
+
+def child(parent):
+    die_with_parent(parent, poll=0.05)
+    time.sleep(60)
+
+if __name__ == "__main__":
+    import os
+    p = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(),))
+    p.start()
+    print(p.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_workers_exit_when_the_study_process_is_killed(tmp_path):
+    """SIGKILL the parent (as a user killing a study would): its worker must not live on."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)  # the child is up and watching
+    assert _alive(child)
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child), "worker outlived the killed study process"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead too
+        return f.read().split(")")[-1].split()[0] != "Z"

@@ -290,7 +290,6 @@ class AnalogTile:
             else:
                 self.w_var = var.contiguous()
                 self.w_var_t = var.t().contiguous()
-        self._block_cache: dict[str, torch.Tensor] = {}
 
     def _drift_compensation(self, mean: torch.Tensor) -> float:
         """Global drift compensation: the tile reads a calibration input (all ones) right after
@@ -420,26 +419,33 @@ class AnalogTile:
         tr, nb = self.config.crossbar.tile_rows, self.row_blocks
         return F.pad(w, (0, 0, 0, nb * tr - self.in_features)).view(nb, tr, w.shape[1])
 
-    def _cached_blocks(self, name: str) -> torch.Tensor:
-        """Row-blocked copy of ``self.<name>``, made once per programmed state."""
-        if name not in self._block_cache:
-            self._block_cache[name] = self._wblocks(getattr(self, name))
-        return self._block_cache[name]
+    def _row_slices(self) -> list[slice]:
+        tr = self.config.crossbar.tile_rows
+        return [slice(s, min(s + tr, self.in_features)) for s in range(0, self.in_features, tr)]
+
+    def _block_matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """(B, in) @ (in, cols) kept per row-block: (nb, B, cols). One matmul per block on a
+        strided view of ``x``: no padded copy, no wasted products on padding."""
+        slices = self._row_slices()
+        out = x.new_empty(len(slices), x.shape[0], w.shape[1])
+        for i, sl in enumerate(slices):
+            torch.mm(x[:, sl], w[sl], out=out[i])
+        return out
 
     def _read_moment_blocks(self, x: torch.Tensor, generator: torch.Generator | None):
-        xb = self._blocks(x)
-        y = torch.bmm(xb, self._cached_blocks("w_mean"))
+        y = self._block_matmul(x, self.w_mean)
         if not self.noisy:
             return y
-        x2 = xb.square()
+        x2 = x.square()
         if self.var_const is not None:
-            std = (x2.sum(2, keepdim=True) * self.var_const).sqrt_()
+            sums = [x2[:, sl].sum(1, keepdim=True) for sl in self._row_slices()]
+            std = torch.stack(sums).mul_(self.var_const).sqrt_()
         else:
-            std = torch.bmm(x2, self._cached_blocks("w_var")).sqrt_()
+            std = self._block_matmul(x2, self.w_var).sqrt_()
         eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
         y.addcmul_(std, eps)
         if self.ref_var is not None:
-            rstd = torch.bmm(x2, self._cached_blocks("ref_var")).sqrt_()
+            rstd = self._block_matmul(x2, self.ref_var).sqrt_()
             reps = torch.randn(rstd.shape, generator=generator, dtype=y.dtype, device=y.device)
             y = y - self.expand_ref(rstd * reps)
         return y

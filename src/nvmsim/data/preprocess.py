@@ -13,6 +13,7 @@ The options besides ``unit`` are the usual ways a 2019 Keras / scikit-learn user
 MNIST-like images (see docs/results.md, "Paper 000", for what each does to Table II):
 
 - ``unit``: pixels in [0, 1] as loaded (``x / 255``, the Keras examples).
+- ``bytes``: pixels 0-255 as stored (``255 x``), for scripts that never scale them.
 - ``standard``: per-pixel standardisation, scikit-learn's ``StandardScaler``.
 - ``global``: Keras ``ImageDataGenerator(featurewise_center=True,
   featurewise_std_normalization=True)``: one mean and std per channel (a single pair for
@@ -38,6 +39,13 @@ KERAS_EPSILON = 1e-6  # ImageDataGenerator.standardize adds this to every std it
 def _unit(x_train: torch.Tensor) -> Transform:
     """Pixels in [0, 1] as loaded: no change."""
     return lambda x: x
+
+
+def _bytes(x_train: torch.Tensor) -> Transform:
+    """Pixels as stored, 0-255 (``255 x``): what a Keras script that skips ``x / 255`` trains
+    on. An affine map, so it changes nothing but how the network trains (large inputs, and
+    with Adam effectively a large first-layer step)."""
+    return lambda x: x * 255.0
 
 
 def _standard(x_train: torch.Tensor) -> Transform:
@@ -112,6 +120,7 @@ def _l2_rows(x_train: torch.Tensor) -> Transform:
 
 PREPROCESSORS: dict[str, Callable[[torch.Tensor], Transform]] = {
     "unit": _unit,
+    "bytes": _bytes,
     "standard": _standard,
     "global": _global,
     "per_image": _per_image,

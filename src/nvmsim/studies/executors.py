@@ -66,9 +66,24 @@ def execute(
         yield from _pool(tasks, cache_dir, workers, threads)
 
 
+def die_with_parent(parent: int, poll: float = 0.5) -> None:
+    """Make this (worker) process exit once ``parent`` is gone, however it ended: a study
+    killed with SIGTERM or SIGKILL must not leave workers computing for nobody."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def _pool(tasks: list[Task], cache_dir: Path, workers: int, threads: int):
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         pending = {
             pool.submit(run_task, t, str(cache_dir), threads): i for i, t in enumerate(tasks)
         }
