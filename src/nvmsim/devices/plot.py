@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from nvmsim.devices import behaviour
+from nvmsim.figures import pyplot, save
 
 SECONDS_PER_YEAR = 3.156e7
 
@@ -14,10 +15,7 @@ SECONDS_PER_YEAR = 3.156e7
 def plot_device(dev, path: str | Path, *, dpi: int = 90) -> Path:
     """Write one PNG for ``dev`` (a DeviceConfig): G(t) from four start levels, with a band of
     drift exponent +-1 std, and the std of programming error and of one read vs G."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t = behaviour.log_times()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.0))
@@ -45,9 +43,4 @@ def plot_device(dev, path: str | Path, *, dpi: int = 90) -> Path:
     ax2.set_ylim(bottom=0)
     ax2.legend(fontsize=7)
     fig.suptitle(f"{dev.name}: drift (band: nu ± 1 std) / retention, and noise", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from nvmsim.devices.jumptable import JumpTable
+from nvmsim.figures import pyplot, save
 
 
 def _trajectory_band(table: JumpTable, pulses: int, devices: int, seed: int):
@@ -39,10 +40,7 @@ def plot_jumptable(
     cumulative probability of ``dG`` (x) at each conductance ``G`` (y). With ``reset``, a
     second row shows the RESET table (pulses from ``g_max``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     tables = [("SET", table)] + ([("RESET", reset)] if reset is not None else [])
     fig, axes = plt.subplots(len(tables), 2, figsize=(9, 3.4 * len(tables)), squeeze=False)
@@ -69,12 +67,7 @@ def plot_jumptable(
         ax.set_ylabel("G before the pulse")
         ax.set_title("cumulative probability of ΔG", fontsize=9)
         fig.colorbar(mesh, ax=ax, fraction=0.05)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi)
 
 
 def plot_responses(
@@ -86,10 +79,7 @@ def plot_responses(
     dpi: int = 90,
 ) -> Path:
     """Median conductance vs pulse number for several tables (Figs. 8-11 (a) style)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     n = pulses if pulses is not None else max(_default_pulses(t) for t in tables.values())
@@ -101,12 +91,7 @@ def plot_responses(
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi)
 
 
 def read_runs_csv(path: str | Path) -> list[dict[str, str]]:
@@ -130,10 +115,7 @@ def plot_accuracy_panels(
     lines), ``title``, ``xlabel``, ``logx``, ``invert`` (x axis), ``train`` (draw train
     accuracy, default True) and ``claim`` (text drawn in the panel).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cols = min(2, len(panels))
     rows = (len(panels) + cols - 1) // cols
@@ -174,12 +156,7 @@ def plot_accuracy_panels(
         ax.legend(fontsize=6, loc="center left")
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi)
 
 
 def paper004_figures(exports: str | Path, out: str | Path) -> list[Path]:
