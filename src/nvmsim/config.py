@@ -365,12 +365,28 @@ def validate(model: type[M], data: Any, source: str = "config") -> M:
         raise ConfigError(format_validation_error(err, source)) from None
 
 
+def _anchor_paths(node: Any, base: Path) -> Any:
+    """Relative ``preset_file`` values, anywhere in a parsed file, made relative to ``base``
+    (the file's folder) so that a config means the same from any working directory."""
+    if isinstance(node, dict):
+        return {
+            k: str(base / v)
+            if k == "preset_file" and isinstance(v, str) and not Path(v).is_absolute()
+            else _anchor_paths(v, base)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_anchor_paths(v, base) for v in node]
+    return node
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file, with errors that name the file."""
+    """Parse a TOML file, with errors that name the file; relative ``preset_file`` paths in
+    it are taken relative to the file's folder."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            return _anchor_paths(tomllib.load(fh), path.parent)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as err:

@@ -78,7 +78,7 @@ def test_behaviour_curves():
     assert float(behaviour.read_std(rtn, torch.tensor([0.5]))) == pytest.approx(0.1)
 
 
-def test_user_preset_file_loads_validates_and_runs(tmp_path):
+def test_user_preset_file_loads_validates_and_runs(tmp_path, monkeypatch):
     path = write(tmp_path, USER)
     dev = load_preset_file(path)
     assert dev.name == "my-taox" and dev.citation.startswith("Our lab")
@@ -97,6 +97,11 @@ def test_user_preset_file_loads_validates_and_runs(tmp_path):
     drift_to(analog, 3600.0)
     y = analog(torch.rand(4, 8))
     assert y.shape == (4, 3) and torch.isfinite(y).all()
+    # a relative path is taken from the config file's folder, whatever the working directory
+    (tmp_path / "configs").mkdir()
+    rel = write(tmp_path / "configs", '[device]\npreset_file = "../mydevice.toml"\n', "rel.toml")
+    monkeypatch.chdir("/")
+    assert load_toml(rel).device.name == "my-taox"
     # a [device] table in the file works too, and the name defaults to the file's stem
     text = "[device]\n" + USER.replace('name = "my-taox"\n', "")
     text = text.replace("[programming_error]", "[device.programming_error]")
