@@ -75,3 +75,30 @@ def test_detector_retraining_study_recovers_accuracy(tmp_path):
     assert m[0.0]["accuracy_before"] == pytest.approx(m[0.0]["software_accuracy"])
     assert m[1.5]["accuracy_before"] < m[0.0]["accuracy_before"] - 0.1
     assert m[1.5]["accuracy"] > m[1.5]["accuracy_before"] + 0.1
+
+
+def test_energy_scenario_reports_energy_per_inference(write_study, tmp_path):
+    """``scenario.energy`` adds the energy model's figures to every run, per technology."""
+    from nvmsim.energy.model import estimate
+    from nvmsim.models import build
+
+    study = write_study(sweep='energy = ["reram", "sonos"]', repeats=1)
+    store = tmp_path / "e.sqlite"
+    csv_path = tmp_path / "e.csv"
+    res = runner.invoke(app, ["run", str(study), "--store", str(store), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app, ["report", str(study), "--store", str(store), "--out", str(tmp_path / "o"),
+              "--export", str(csv_path)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with csv_path.open() as fh:
+        rows = {r["axis.energy"]: r for r in csv.DictReader(fh)}
+    model = build("mlp", sizes=[64, 24, 10])
+    for tech in ("reram", "sonos"):
+        want = estimate(model, tech, (1, 8, 8))
+        assert float(rows[tech]["energy_nj"]) == pytest.approx(want.total_nj, rel=1e-9)
+    assert float(rows["sonos"]["energy_nj"]) != float(rows["reram"]["energy_nj"])
+    bad = write_study(sweep='energy = ["unobtainium"]', name="bad")
+    res = runner.invoke(app, ["run", str(bad), "--store", str(tmp_path / "b.sqlite")])
+    assert res.exit_code == 2 and "unobtainium" in res.output and "Traceback" not in res.output

@@ -143,6 +143,22 @@ def evaluate(tree: dict[str, Any], train_key: str, cache_dir: Path) -> dict[str,
         "software_loss": clean_loss,
         "repeats": len(accs),
         "test_images": len(y),
+        **_energy(model, cfg, sc, tuple(x.shape[1:])),
+    }
+
+
+def _energy(model, cfg: AnalogConfig, sc: dict[str, Any], shape: tuple[int, ...]) -> dict:
+    """Energy per inference of the run's network on ``scenario.energy`` (none if unset)."""
+    if sc.get("energy") is None:
+        return {}
+    from nvmsim.energy.model import estimate
+
+    rep = estimate(model, sc["energy"], shape, sc["conv_mapping"], config=cfg)
+    return {
+        "energy_nj": rep.total_nj,
+        "vmm_nj": rep.vmm_pj / 1e3,
+        "neuron_pj": rep.neuron_pj,
+        "pj_per_mac": rep.pj_per_mac,
     }
 
 

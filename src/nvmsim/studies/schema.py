@@ -84,6 +84,18 @@ class ScenarioSpec(_Strict):
     repeat_chunk: int = Field(20, ge=1)
     # Paper 004: train on chip instead (a table validated by nvmsim.training.onchip).
     onchip: dict[str, Any] | None = None
+    # Paper 000 Table III: also report energy per inference on this technology (reram, ...).
+    energy: str | None = None
+    conv_mapping: Literal["im2col", "unrolled", "toeplitz"] = "im2col"
+
+    @field_validator("energy")
+    @classmethod
+    def _known_technology(cls, v: str | None) -> str | None:
+        from nvmsim.energy.technology import technology_names
+
+        if v is not None and v not in technology_names():
+            raise ValueError(f"unknown technology {v!r}; known: {', '.join(technology_names())}")
+        return v
 
 
 # Short axis names -> dotted paths into a run's resolved config (see sweep.resolve).
@@ -106,6 +118,7 @@ AXES: dict[str, tuple[str, ...]] = {
     "sigma_te": ("scenario.sigma_te",),
     "test_noise": ("scenario.test_noise",),
     "drift_time": ("scenario.drift_time",),
+    "energy": ("scenario.energy",),
     "sigma_neu": ("train.sigma_neu",),
     "hidden_layers": ("kwargs.hidden_layers",),
     "epochs": ("train.epochs",),
