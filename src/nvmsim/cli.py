@@ -357,7 +357,10 @@ def report(
     if not rows:
         _fail(f"{p.store_path}: no stored runs of {p.study_key}")
     folder = out or p.store_path.parent / (p.spec.name + ("-quick" if quick else ""))
-    paths = write_report(rows, folder, p.study_key, p.spec.description)
+    rep = p.spec.report
+    paths = write_report(
+        rows, folder, p.study_key, p.spec.description, rep.x, rep.panels, rep.log_x
+    )
     if export is not None:
         try:
             paths["export"] = export_rows(rows, export)

@@ -58,3 +58,37 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
         if "CONSOLE" in line and ("Uncaught" in line or "ERROR" in line.upper().split("CONSOLE")[0])
     ]  # fmt: skip
     assert not console_errors, console_errors
+
+
+def test_figure_panels_lines_and_x_axis():
+    from nvmsim.report.build import build_figure
+
+    rows = []
+    for model in ("cnn", "rnn"):
+        for r in _rows():
+            rows.append({**r, "axes": {**r["axes"], "model": model}})
+    fig = build_figure(rows, "t", panels=["model"])
+    visible = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert [ax.get_title() for ax in visible] == ["model=cnn", "model=rnn"]
+    for ax in visible:
+        assert ax.get_xlabel() == "sigma_syn"
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert labels == ["sigma_te=0", "sigma_te=0.1"]
+        ys = ax.get_lines()[1].get_ydata()  # accuracy 0.9 - syn - 0.1, in percent
+        assert list(ys) == pytest.approx([80.0, 70.0, 60.0])
+    fig = build_figure(rows, "t", x="sigma_te")
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "sigma_te" and len(ax.get_lines()) == 6
+
+
+def test_report_axes_must_be_swept(tmp_path):
+    from nvmsim.config import ConfigError
+    from nvmsim.studies.schema import load_study
+
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'name = "s"\n[models.m]\narch = "mlp"\n[sweep]\nsigma_syn = [0.0, 0.1]\n'
+        '[report]\npanels = ["dataset"]\n'
+    )
+    with pytest.raises(ConfigError, match="'dataset' is not a swept axis"):
+        load_study(path)

@@ -46,14 +46,14 @@ def axis_names(rows: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+def _order(values) -> list[tuple[int, Any]]:
+    """Sort key of axis values: numbers numerically, others as text."""
+    return [(0, v) if isinstance(v, int | float) else (1, str(v)) for v in values]
+
+
 def sorted_rows(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
     """Runs ordered by their axis values (numbers numerically, others as text)."""
-
-    def key(r: dict[str, Any]) -> list[tuple[int, Any]]:
-        vals = [r["axes"].get(n) for n in names]
-        return [(0, v) if isinstance(v, int | float) else (1, str(v)) for v in vals]
-
-    return sorted(rows, key=key)
+    return sorted(rows, key=lambda r: _order(r["axes"].get(n) for n in names))
 
 
 def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
@@ -80,44 +80,98 @@ def _numeric_axis(rows: list[dict[str, Any]], names: list[str]) -> str | None:
     return None
 
 
-def figure_png(rows: list[dict[str, Any]], title: str, metric: str = "accuracy") -> bytes | None:
-    """Metric vs the first numeric axis, one line per other-axes combination; PNG bytes."""
-    import matplotlib
+LINESTYLES = ("-", "--", ":", "-.")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    names = axis_names(rows)
-    xaxis = _numeric_axis(rows, names)
-    if xaxis is None:
-        return None
-    others = [n for n in names if n != xaxis]
-    lines: dict[tuple, list] = defaultdict(list)
+def _group(rows: list[dict[str, Any]], names: list[str]) -> list[tuple[tuple, list]]:
+    groups: dict[tuple, list] = defaultdict(list)
     for r in rows:
-        lines[tuple(r["axes"].get(n) for n in others)].append(r)
-    scale = 100 if metric in PERCENT else 1
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for key, rs in sorted(lines.items(), key=lambda kv: [_fmt(k) for k in kv[0]]):
-        rs.sort(key=lambda r: r["axes"][xaxis])
-        xs = [r["axes"][xaxis] for r in rs]
-        ms = [r["metrics"][metric] * scale for r in rs]
-        hw = [ci95(r["metrics"][f"{metric}_std"] * scale, r["metrics"]["repeats"]) for r in rs]
-        label = ", ".join(f"{n}={_fmt(v)}" for n, v in zip(others, key, strict=True)) or metric
-        (line,) = ax.plot(xs, ms, marker="o", ms=3, label=label)
-        ax.fill_between(xs, [m - h for m, h in zip(ms, hw, strict=True)],
-                        [m + h for m, h in zip(ms, hw, strict=True)],
-                        color=line.get_color(), alpha=0.2, lw=0)  # fmt: skip
-    ax.set_xlabel(xaxis)
-    ax.set_ylabel(f"{metric} (%)" if metric in PERCENT else metric)
-    ax.set_title(title if metric == "accuracy" else f"{title}: {metric}")
-    ax.grid(alpha=0.3)
-    if len(lines) > 1:
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+        groups[tuple(r["axes"].get(n) for n in names)].append(r)
+    return sorted(groups.items(), key=lambda kv: _order(kv[0]))
+
+
+def _label(names: list[str], key: tuple) -> str:
+    return ", ".join(f"{n}={_fmt(v)}" for n, v in zip(names, key, strict=True))
+
+
+def figure_png(
+    rows: list[dict[str, Any]],
+    title: str,
+    metric: str = "accuracy",
+    x: str | None = None,
+    panels: list[str] | None = None,
+    log_x: bool = False,
+) -> bytes | None:
+    """:func:`build_figure` as PNG bytes (None when no axis is numeric)."""
+    fig = build_figure(rows, title, metric, x, panels, log_x)
+    if fig is None:
+        return None
+    from nvmsim.figures import pyplot
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
+
+
+def build_figure(
+    rows: list[dict[str, Any]],
+    title: str,
+    metric: str = "accuracy",
+    x: str | None = None,
+    panels: list[str] | None = None,
+    log_x: bool = False,
+):
+    """Metric vs ``x`` (default: the first numeric axis; ``log_x`` for a log scale), one line
+    per combination of the other axes, with a 95 % confidence band; one panel per
+    combination of ``panels`` axes. A matplotlib figure, or None when no axis is numeric."""
+    from nvmsim.figures import pyplot
+
+    plt = pyplot()
+    names = axis_names(rows)
+    xaxis = x if x in names else _numeric_axis(rows, names)
+    if xaxis is None:
+        return None
+    panel_axes = [n for n in (panels or []) if n in names and n != xaxis]
+    line_axes = [n for n in names if n != xaxis and n not in panel_axes]
+    panel_groups = _group(rows, panel_axes)
+    ncols = min(2, len(panel_groups))
+    nrows = -(-len(panel_groups) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(7 if ncols == 1 else 11, 4.2 * nrows if nrows == 1 else 3.6 * nrows),
+        squeeze=False, sharey=True,
+    )  # fmt: skip
+    scale = 100 if metric in PERCENT else 1
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (pkey, prows) in zip(axes.flat, panel_groups, strict=False):
+        lines = _group(prows, line_axes)
+        for i, (key, rs) in enumerate(lines):
+            rs.sort(key=lambda r: r["axes"][xaxis])
+            xs = [r["axes"][xaxis] for r in rs]
+            ms = [r["metrics"][metric] * scale for r in rs]
+            hw = [ci95(r["metrics"][f"{metric}_std"] * scale, r["metrics"]["repeats"]) for r in rs]
+            colour = colours[i % len(colours)]
+            style = LINESTYLES[(i // len(colours)) % len(LINESTYLES)]
+            ax.plot(xs, ms, marker="o", ms=3, color=colour, ls=style,
+                    label=_label(line_axes, key) or metric)  # fmt: skip
+            ax.fill_between(xs, [m - h for m, h in zip(ms, hw, strict=True)],
+                            [m + h for m, h in zip(ms, hw, strict=True)],
+                            color=colour, alpha=0.2, lw=0)  # fmt: skip
+        ax.set_xlabel(xaxis)
+        if log_x:
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        if panel_axes:
+            ax.set_title(_label(panel_axes, pkey), fontsize=9)
+        if len(lines) > 1:
+            ax.legend(fontsize=7 if len(lines) <= 8 else 6, loc="best")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{metric} (%)" if metric in PERCENT else metric)
+    for ax in list(axes.flat)[len(panel_groups) :]:
+        ax.axis("off")
+    fig.suptitle(title if metric == "accuracy" else f"{title}: {metric}", fontsize=11)
+    fig.tight_layout()
+    return fig
 
 
 def _write(path: Path, data: bytes | str) -> None:
@@ -130,10 +184,17 @@ def _write(path: Path, data: bytes | str) -> None:
 
 
 def write_report(
-    rows: list[dict[str, Any]], out_dir: str | Path, title: str, description: str = ""
+    rows: list[dict[str, Any]],
+    out_dir: str | Path,
+    title: str,
+    description: str = "",
+    x: str | None = None,
+    panels: list[str] | None = None,
+    log_x: bool = False,
 ) -> dict[str, Path]:
     """Write ``results.md``, one ``<metric>.png`` per metric and ``report.html`` (figures
-    embedded, so the page is one self-contained file)."""
+    embedded, so the page is one self-contained file). ``x`` and ``panels`` choose the
+    figures' x axis and the axes that split them into panels (see :func:`figure_png`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = metrics_of(rows)
@@ -141,7 +202,7 @@ def write_report(
     parts, sections = [f"# {title}\n\n{description}\n"], []
     for metric in metrics:
         parts.append(f"## {metric}\n\n{markdown_table(rows, metric)}")
-        png = figure_png(rows, title, metric)
+        png = figure_png(rows, title, metric, x=x, panels=panels, log_x=log_x)
         if png is not None:
             key = "figure" if metric == "accuracy" else f"figure_{metric}"
             paths[key] = out / f"{metric}.png"

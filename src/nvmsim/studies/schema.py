@@ -172,6 +172,15 @@ class QuickSpec(_Strict):
     repeats: int = Field(3, ge=1)
 
 
+class ReportSpec(_Strict):
+    """How ``nvmsim report`` draws the study: the x axis (default: the first numeric axis)
+    and the axes that split each figure into panels (default: none)."""
+
+    x: str | None = None
+    panels: list[str] = []
+    log_x: bool = False
+
+
 class StudySpec(_Strict):
     name: str
     description: str = ""
@@ -184,6 +193,7 @@ class StudySpec(_Strict):
     scenario: ScenarioSpec = ScenarioSpec()
     sweep: SweepSpec = SweepSpec()
     quick: QuickSpec = QuickSpec()
+    report: ReportSpec = ReportSpec()
 
     @field_validator("models")
     @classmethod
@@ -191,6 +201,16 @@ class StudySpec(_Strict):
         if not v:
             raise ValueError("a study needs at least one [models.<label>] table")
         return v
+
+    @model_validator(mode="after")
+    def _report_axes_are_swept(self) -> StudySpec:
+        swept = set(self.sweep.axes()) | {n for group in self.sweep.zip for n in group}
+        for name in [self.report.x] * (self.report.x is not None) + self.report.panels:
+            if name not in swept:
+                raise ValueError(
+                    f"report: {name!r} is not a swept axis; swept: {', '.join(sorted(swept))}"
+                )
+        return self
 
 
 def load_study(path: str | Path) -> tuple[StudySpec, Path]:
