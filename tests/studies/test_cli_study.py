@@ -102,3 +102,21 @@ def test_energy_scenario_reports_energy_per_inference(write_study, tmp_path):
     bad = write_study(sweep='energy = ["unobtainium"]', name="bad")
     res = runner.invoke(app, ["run", str(bad), "--store", str(tmp_path / "b.sqlite")])
     assert res.exit_code == 2 and "unobtainium" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "content"),
+    [("keras", "model.keras", b"not a zip"), ("checkpoint", "model.safetensors", b"\x00" * 7)],
+)
+def test_malformed_model_file_stops_the_study_before_any_run(tmp_path, key, name, content):
+    (tmp_path / name).write_bytes(content)
+    study = tmp_path / "s.toml"
+    study.write_text(
+        f'name = "s"\n[models.m]\n{key} = "{name}"\n[data]\ndataset = "digits"\n'
+        "[sweep]\nsigma_syn = [0.0]\n"
+    )
+    store = tmp_path / "s.sqlite"
+    res = runner.invoke(app, ["run", str(study), "--store", str(store)])
+    assert res.exit_code == 2, res.output
+    assert f"models.m.{key}" in res.output and name in res.output
+    assert "Traceback" not in res.output and not store.exists()

@@ -227,5 +227,21 @@ def load_study(path: str | Path) -> tuple[StudySpec, Path]:
             full = (base / value).resolve()
             if not full.is_file():
                 raise ConfigError(f"{path}: models.{label}.{key}: file not found: {full}")
+            _check_model_file(key, full, f"{path}: models.{label}.{key}")
             setattr(m, key, str(full))
     return spec, base
+
+
+def _check_model_file(kind: str, full: Path, where: str) -> None:
+    """Load a checkpoint or Keras file once, so that a malformed one stops the study before
+    any run starts (and before the store is created)."""
+    if kind == "checkpoint":
+        from nvmsim.io.checkpoint import CheckpointError as Bad
+        from nvmsim.io.checkpoint import load_checkpoint as load
+    else:
+        from nvmsim.io.keras import KerasImportError as Bad
+        from nvmsim.io.keras import load_keras as load
+    try:
+        load(full)
+    except Bad as err:
+        raise ConfigError(f"{where}: {err}") from None
