@@ -26,6 +26,22 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _store_errors(fn):
+    """A result store that cannot be used is a one-line error, not a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from nvmsim.studies.store import StoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except StoreError as err:
+            _fail(str(err))
+
+    return wrapper
+
+
 @app.command()
 def demo(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 40,
@@ -301,6 +317,7 @@ def _plan(study: Path, quick: bool, store: Path | None):
 
 
 @app.command()
+@_store_errors
 def run(
     study: StudyPath,
     quick: QuickOpt = False,
@@ -327,6 +344,7 @@ def run(
 
 
 @app.command("status")
+@_store_errors
 def status_cmd(study: StudyPath, quick: QuickOpt = False, store: StoreOpt = None) -> None:
     """How many runs of a study are done and pending."""
     from nvmsim.studies.study import status
@@ -337,6 +355,7 @@ def status_cmd(study: StudyPath, quick: QuickOpt = False, store: StoreOpt = None
 
 
 @app.command()
+@_store_errors
 def report(
     study: StudyPath,
     quick: QuickOpt = False,

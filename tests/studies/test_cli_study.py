@@ -120,3 +120,15 @@ def test_malformed_model_file_stops_the_study_before_any_run(tmp_path, key, name
     assert res.exit_code == 2, res.output
     assert f"models.m.{key}" in res.output and name in res.output
     assert "Traceback" not in res.output and not store.exists()
+
+
+def test_a_file_that_is_not_a_store_is_a_one_line_error(write_study, tmp_path):
+    store = tmp_path / "garbage.sqlite"
+    store.write_bytes(b"this is not an SQLite database, just some bytes" * 4)
+    before = store.read_bytes()
+    for cmd in ("run", "status", "report"):
+        res = runner.invoke(app, [cmd, str(write_study()), "--store", str(store)])
+        assert res.exit_code == 2, res.output
+        assert "garbage.sqlite: not a usable nvmsim result store" in res.output
+        assert "Traceback" not in res.output
+    assert store.read_bytes() == before

@@ -45,6 +45,10 @@ def versions() -> dict[str, str]:
     }
 
 
+class StoreError(ValueError):
+    """A result store that cannot be opened or used (names the file)."""
+
+
 class Store:
     """Results of studies in one SQLite file."""
 
@@ -57,7 +61,7 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as err:
-            raise ValueError(f"{self.path}: not a usable nvmsim result store: {err}") from None
+            raise StoreError(f"{self.path}: not a usable nvmsim result store: {err}") from None
 
     def close(self) -> None:
         self.db.close()
