@@ -47,3 +47,4 @@ def test_devices_plots_presets_and_a_measured_jumptable(tmp_path):
     bad.write_text("g,dg\n0.1,oops\n")
     res = runner.invoke(app, ["devices", "--jumptable", str(bad)])
     assert res.exit_code != 0 and "bad.csv" in res.output
+    assert "device presets" not in res.output  # checked before anything is printed

@@ -158,36 +158,39 @@ def devices(
             devs.append(load_preset_file(path))
         except ConfigError as err:
             _fail(str(err))
-    rows = [summary(d) for d in devs]
-    table = Table(title="device presets (conductances normalised to Gmax = 1)")
-    table.add_column("preset")
-    for col in rows[0]:
-        table.add_column(col)
-    for d, r in zip(devs, rows, strict=True):
-        table.add_row(d.name, *r.values())
-    console.print(table)
-    for d in devs:
-        console.print(f"[bold]{d.name}[/]: {d.citation or '(no citation)'}", highlight=False)
+    tables = []
     if jumptable:
         from nvmsim.devices.jumptable import JumpTableError, load_jumptable
-        from nvmsim.training.onchip_plot import plot_jumptable
 
         for path in jumptable:
             try:
-                table = load_jumptable(path)
+                tables.append((path, load_jumptable(path)))
             except JumpTableError as err:
                 _fail(str(err))
-            n = table.pulses_to_traverse()
-            mean, std = table.mean_step(), table.std_step()
+    rows = [summary(d) for d in devs]
+    listing = Table(title="device presets (conductances normalised to Gmax = 1)")
+    listing.add_column("preset")
+    for col in rows[0]:
+        listing.add_column(col)
+    for d, r in zip(devs, rows, strict=True):
+        listing.add_row(d.name, *r.values())
+    console.print(listing)
+    for d in devs:
+        console.print(f"[bold]{d.name}[/]: {d.citation or '(no citation)'}", highlight=False)
+    for path, jt in tables:
+        mean, std = jt.mean_step(), jt.std_step()
+        console.print(
+            f"[bold]{jt.name}[/]: {jt!r}; mean step {float(mean.min()):.3g} to "
+            f"{float(mean.max()):.3g}, std {float(std.mean()):.3g} on average; "
+            f"{jt.pulses_to_traverse():g} median pulses across the range",
+            highlight=False,
+        )
+        if plot is not None:
+            from nvmsim.training.onchip_plot import plot_jumptable
+
             console.print(
-                f"[bold]{table.name}[/]: {table!r}; mean step {float(mean.min()):.3g} to "
-                f"{float(mean.max()):.3g}, std {float(std.mean()):.3g} on average; "
-                f"{n:g} median pulses across the range",
-                highlight=False,
+                f"figure written to {plot_jumptable(jt, plot / f'jumptable_{path.stem}.png')}"
             )
-            if plot is not None:
-                out = plot_jumptable(table, plot / f"jumptable_{path.stem}.png")
-                console.print(f"figure written to {out}")
     if plot is None:
         return
     from nvmsim.devices.plot import plot_device
