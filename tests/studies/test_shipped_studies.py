@@ -21,7 +21,7 @@ def test_study_file_validates_and_expands(path):
     """Validation and expansion only (no data needed: `nvmsim run` checks data itself)."""
     spec, _ = load_study(path)
     full, quick = expand(spec, False), expand(spec, True)
-    assert full and len(quick) == len(full)
+    assert full and 0 < len(quick) <= len(full)  # --quick caps epochs: an epochs axis may merge
     assert len({r.run_id for r in full}) == len(full), "two points resolve alike"
     assert {r.run_id for r in quick}.isdisjoint(r.run_id for r in full)
     assert f"studies/{path.name}" in path.read_text(), "the header should give its command"
