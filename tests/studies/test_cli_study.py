@@ -132,3 +132,13 @@ def test_a_file_that_is_not_a_store_is_a_one_line_error(write_study, tmp_path):
         assert "garbage.sqlite: not a usable nvmsim result store" in res.output
         assert "Traceback" not in res.output
     assert store.read_bytes() == before
+
+
+def test_keras_init_is_a_training_option_with_its_own_cache_key(write_study):
+    from nvmsim.studies.schema import load_study
+    from nvmsim.studies.sweep import expand
+
+    torch_init = expand(load_study(write_study(name="a"))[0])
+    keras = expand(load_study(write_study(sweep='"train.init" = ["torch", "keras"]', name="b"))[0])
+    assert {r.train_key for r in torch_init} < {r.train_key for r in keras}
+    assert len({r.train_key for r in keras}) == 2

@@ -29,6 +29,8 @@ class TrainSpec(_Strict):
     optimizer: Literal["adam", "sgd"] = "adam"
     sigma_neu: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     train_subset: int | None = Field(None, ge=1)
+    # Initial weights: torch's defaults, or Keras's (glorot-uniform kernels, zero biases).
+    init: Literal["torch", "keras"] = "torch"
 
 
 class ModelSpec(_Strict):

@@ -92,6 +92,18 @@ def train(
 
 
 @torch.no_grad()
+def keras_init(model: nn.Module) -> nn.Module:
+    """Keras's default initial weights, in place: glorot-uniform kernels (bound
+    ``sqrt(6 / (fan_in + fan_out))``, with receptive fields counted for convolutions) and
+    zero biases, for every Linear and Conv2d. Draws from torch's global generator."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 10_000) -> torch.Tensor:
     """Logits of ``model`` in eval mode, in batches."""
     model.eval()
