@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nvmsim.devices import drift, faults, levels, noise
@@ -79,6 +79,7 @@ def test_telegraph_noise_mean_shift_and_variance(kind, delta, p):
     p=st.floats(0.05, 0.95),
     bounds=st.sampled_from([(0.0, math.inf), (0.1, 1.0), (-math.inf, math.inf)]),
 )
+@example(mu=0.0, s=0.0, delta=0.5, p=0.5007636281889447, bounds=(0.0, math.inf))  # two-point mix
 def test_read_moments_match_explicit_sampling(mu, s, delta, p, bounds):
     """Gaussian + telegraph mixture, clipped: exact mean and variance against sampling."""
     lo, hi = bounds
@@ -90,9 +91,11 @@ def test_read_moments_match_explicit_sampling(mu, s, delta, p, bounds):
     m, v = noise.read_moments(g[:1], torch.tensor([s], dtype=g.dtype), lo, hi, shift[:1], p)
     sd = math.sqrt(max(float(x.var()), float(v), 1e-12))
     assert abs(float(m) - float(x.mean())) < 5 * sd / math.sqrt(N) + 1e-9
-    # standard error of a sample variance, bounded with the fourth moment of a bounded mix
+    # standard error of a sample variance: Var(s^2) = (mu4 - sigma^4 (N - 3) / (N - 1)) / N,
+    # which stays positive for a two-point mix at p = 1/2 (where mu4 = sigma^4)
     fourth = float(((x - x.mean()) ** 4).mean())
-    se_var = math.sqrt(max(fourth - float(x.var()) ** 2, 0.0) / N)
+    var2 = float(x.var()) ** 2
+    se_var = math.sqrt(max(fourth - var2 * (N - 3) / (N - 1), 0.0) / N)
     assert abs(float(v) - float(x.var())) < 6 * se_var + 1e-9
 
 
