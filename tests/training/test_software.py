@@ -20,3 +20,10 @@ def test_keras_init_is_glorot_uniform_with_zero_biases():
         # uniform on [-b, b]: variance b^2 / 3 (120,000 draws for the linear layer)
         assert float(w.var()) == pytest.approx(bound**2 / 3, rel=0.1)
     assert not conv.bias.any() and not lin.bias.any()
+
+
+def test_predict_builds_no_autograd_graph():
+    from nvmsim.training.software import predict
+
+    out = predict(nn.Linear(4, 3), torch.rand(5, 4))
+    assert out.shape == (5, 3) and not out.requires_grad

@@ -104,6 +104,7 @@ def keras_init(model: nn.Module) -> nn.Module:
     return model
 
 
+@torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 10_000) -> torch.Tensor:
     """Logits of ``model`` in eval mode, in batches."""
     model.eval()
