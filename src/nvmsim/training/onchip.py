@@ -38,7 +38,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +53,19 @@ from nvmsim.devices import noise as noise_fn
 
 Tensor = torch.Tensor
 DataFn = Callable[[str, int | None], tuple[Tensor, Tensor]]
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads (None: leave the setting alone), then
+    restore the previous count."""
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class OnChipConfig(BaseModel):
@@ -399,17 +413,12 @@ class OnChipNetwork:
         threads (default 1, restored afterwards; None leaves the setting alone), which is
         fastest and immune to contention with other processes.
         """
-        old = torch.get_num_threads()
-        if threads is not None:
-            torch.set_num_threads(threads)
         t0 = time.perf_counter()
-        try:
+        with torch_threads(threads):
             x = x.reshape(len(x), -1).float()
             order = torch.randperm(len(x), generator=self.gen)
             for i in order.tolist():
                 self.train_example(x[i], int(y[i]), lr)
-        finally:
-            torch.set_num_threads(old)
         dt = time.perf_counter() - t0
         self.stats.epoch_seconds.append(dt)
         return dt

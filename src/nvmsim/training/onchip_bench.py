@@ -62,17 +62,14 @@ def run_torch_sgd_epoch(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build(arch)
+    from nvmsim.training.onchip import torch_threads
+
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = torch.nn.CrossEntropyLoss()
-    old = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    try:
+    with torch_threads(threads):
         for i in torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).tolist():
             opt.zero_grad(set_to_none=True)
             loss_fn(model(x[i : i + 1]), y[i : i + 1]).backward()
             opt.step()
-    finally:
-        torch.set_num_threads(old)
     return time.perf_counter() - t0
