@@ -194,7 +194,7 @@ def write_report(
 ) -> dict[str, Path]:
     """Write ``results.md``, one ``<metric>.png`` per metric and ``report.html`` (figures
     embedded, so the page is one self-contained file). ``x`` and ``panels`` choose the
-    figures' x axis and the axes that split them into panels (see :func:`figure_png`)."""
+    figures' x axis and the axes that split them into panels (see :func:`build_figure`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = metrics_of(rows)

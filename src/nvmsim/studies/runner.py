@@ -74,7 +74,7 @@ def trained_model(tree: dict[str, Any], train_key: str, cache_dir: Path) -> nn.M
     seed = sub_seed("train", train_key)
     torch.manual_seed(seed)
     model = build_model(tree)  # initial weights from the seed
-    if t.get("init", "torch") == "keras":
+    if t["init"] == "keras":
         from nvmsim.training.software import keras_init
 
         keras_init(model)

@@ -207,7 +207,8 @@ class StudySpec(_Strict):
     @model_validator(mode="after")
     def _report_axes_are_swept(self) -> StudySpec:
         swept = set(self.sweep.axes()) | {n for group in self.sweep.zip for n in group}
-        for name in [self.report.x] * (self.report.x is not None) + self.report.panels:
+        named = ([self.report.x] if self.report.x is not None else []) + self.report.panels
+        for name in named:
             if name not in swept:
                 raise ValueError(
                     f"report: {name!r} is not a swept axis; swept: {', '.join(sorted(swept))}"
