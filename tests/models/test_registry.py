@@ -38,3 +38,18 @@ def test_mosaics_rnn_divisors_and_errors():
         build("mosaics_rnn", t=5)
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         build("nope")
+
+
+def test_bounded_rnn_keeps_its_hidden_state_in_the_unit_interval():
+    torch.manual_seed(0)
+    rnn = build("mosaics_rnn", t=7, bounded=True)
+    with torch.no_grad():
+        rnn.core.weight.mul_(50)  # pre-activations far outside [0, 1]
+    states = []
+    rnn.act.register_forward_hook(lambda m, i, o: states.append(o))
+    rnn(torch.rand(4, 1, 28, 28))
+    h = torch.stack(states)
+    assert len(states) == 7 and h.min() == 0 and h.max() == 1
+    plain = build("mosaics_rnn", t=7)
+    assert isinstance(plain.act, torch.nn.ReLU)
+    assert count_parameters(rnn) == count_parameters(plain) == 118_378

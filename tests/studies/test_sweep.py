@@ -25,6 +25,11 @@ def test_training_axes_change_the_train_key(write_study):
     spec, _ = load_study(write_study(sweep="sigma_neu = [0.0, 0.1]\nsigma_syn = [0.0, 0.1]"))
     runs = expand(spec)
     assert len({r.train_key for r in runs}) == 2
+    # training replicates: seed 0 is the default, so its key is the one without the axis
+    spec, _ = load_study(write_study(sweep='"train.seed" = [0, 1, 2]'))
+    keys = [r.train_key for r in expand(spec)]
+    assert len(set(keys)) == 3
+    assert keys[0] == expand(load_study(write_study(sweep="sigma_syn = [0.0]"))[0])[0].train_key
 
 
 def test_quick_mode_caps_work(write_study):
@@ -47,6 +52,8 @@ def test_quick_mode_caps_work(write_study):
             "file not found",
         ),
         ("sigma_syn = [0.1]", "bogus = 1\n", "bogus: unknown key"),
+        ('"train.momentum" = [0.9]', "", "momentum applies to optimizer 'sgd' or 'rmsprop'"),
+        ('"train.seed" = [-1]', "", "train.seed"),
         (
             "sigma_syn = [0.1]\n[[sweep.zip]]\nbits = [4, 6]\nsigma_te = [0.1]",
             "",

@@ -23,9 +23,9 @@ def mlp(sizes: tuple[int, ...], sigma_neu: float = 0.0, bounded: bool = False) -
     return nn.Sequential(*layers)
 
 
-def mlp128(sigma_neu: float = 0.0) -> nn.Sequential:
+def mlp128(sigma_neu: float = 0.0, bounded: bool = False) -> nn.Sequential:
     """784-128-10 (101,770 parameters)."""
-    return mlp((784, 128, 10), sigma_neu)
+    return mlp((784, 128, 10), sigma_neu, bounded)
 
 
 def mlp300(sigma_neu: float = 0.0) -> nn.Sequential:
@@ -55,11 +55,19 @@ class MosaicsRNN(nn.Module):
     """Paper 000's Mosaics RNN: the input is read in ``t`` chunks of ``M / t`` values.
 
     One core ``[x_chunk, h_prev]`` (400) -> ``D = 400 - M/t`` with ReLU runs at every step;
-    the readout ``D -> 10`` runs after the last step. Both are plain ``nn.Linear`` modules,
+    the readout ``D -> 10`` runs after the last step. ``bounded`` uses the CNN's bounded ReLU
+    ``min(max(0, x), 1)`` in the core, which keeps the hidden state in [0, 1] at every step. Both are plain ``nn.Linear`` modules,
     so :func:`nvmsim.convert` puts them on crossbars and the core is read at every step.
     """
 
-    def __init__(self, t: int = 7, inputs: int = 784, width: int = 400, sigma_neu: float = 0.0):
+    def __init__(
+        self,
+        t: int = 7,
+        inputs: int = 784,
+        width: int = 400,
+        sigma_neu: float = 0.0,
+        bounded: bool = False,
+    ):
         super().__init__()
         if t < 1 or inputs % t:
             raise ValueError(f"t must be a positive divisor of {inputs}, got {t}")
@@ -68,7 +76,7 @@ class MosaicsRNN(nn.Module):
         if self.hidden < 1:
             raise ValueError(f"chunk {self.chunk} leaves no hidden units in width {width}")
         self.core = nn.Linear(width, self.hidden)
-        self.act = _act(sigma_neu)
+        self.act = _act(sigma_neu, bounded)
         self.readout = nn.Linear(self.hidden, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

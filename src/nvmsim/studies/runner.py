@@ -86,6 +86,7 @@ def trained_model(tree: dict[str, Any], train_key: str, cache_dir: Path) -> nn.M
         batch_size=t["batch_size"],
         lr=t["lr"],
         optimizer=t["optimizer"],
+        momentum=t["momentum"],
         seed=seed,
     )
     arch = {"name": tree["source"]["arch"], "kwargs": tree["kwargs"]}

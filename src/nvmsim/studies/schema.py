@@ -26,11 +26,21 @@ class TrainSpec(_Strict):
     epochs: int = Field(10, ge=0)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
+    # rmsprop has Keras's defaults (rho 0.9, epsilon 1e-7); momentum is for sgd and rmsprop.
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
     sigma_neu: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     train_subset: int | None = Field(None, ge=1)
     # Initial weights: torch's defaults, or Keras's (glorot-uniform kernels, zero biases).
     init: Literal["torch", "keras"] = "torch"
+    # Replicate of the training run: other initial weights and shuffling, the same recipe.
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _momentum_needs_optimizer(self) -> TrainSpec:
+        if self.momentum and self.optimizer == "adam":
+            raise ValueError("momentum applies to optimizer 'sgd' or 'rmsprop', not 'adam'")
+        return self
 
 
 class ModelSpec(_Strict):

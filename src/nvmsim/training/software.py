@@ -25,6 +25,7 @@ def train(
     batch_size: int = 128,
     lr: float = 1e-3,
     optimizer: str = "adam",
+    momentum: float = 0.0,
     seed: int = 0,
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     patience: int | None = None,
@@ -43,10 +44,7 @@ def train(
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # modules that draw without an explicit generator (dropout)
-    opts = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-    if optimizer not in opts:
-        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(opts)}")
-    opt = opts[optimizer](model.parameters(), lr=lr)
+    opt = make_optimizer(model, optimizer, lr, momentum)
     result = TrainResult(0)
     best, best_state, stale = -1.0, None, 0
     bar = None
@@ -89,6 +87,23 @@ def train(
         model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+def make_optimizer(
+    model: nn.Module, name: str, lr: float, momentum: float = 0.0
+) -> torch.optim.Optimizer:
+    """Adam, SGD or RMSprop over ``model``'s parameters; RMSprop with Keras's defaults
+    (rho 0.9, epsilon 1e-7) rather than torch's, as the papers trained in Keras."""
+    params = model.parameters()
+    if name == "adam":
+        if momentum:
+            raise ValueError("momentum applies to 'sgd' or 'rmsprop', not 'adam'")
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=momentum)
+    raise ValueError(f"unknown optimizer {name!r}; known: adam, sgd, rmsprop")
 
 
 @torch.no_grad()
