@@ -381,7 +381,7 @@ def report(
     folder = out or p.store_path.parent / (p.spec.name + ("-quick" if quick else ""))
     rep = p.spec.report
     paths = write_report(
-        rows, folder, p.study_key, p.spec.description, rep.x, rep.panels, rep.log_x
+        rows, folder, p.study_key, p.spec.description, rep.x, rep.panels, rep.log_x, rep.pool
     )
     if export is not None:
         try:

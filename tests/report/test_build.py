@@ -92,3 +92,25 @@ def test_report_axes_must_be_swept(tmp_path):
     )
     with pytest.raises(ConfigError, match="'dataset' is not a swept axis"):
         load_study(path)
+
+
+def test_pooled_table_summarises_runs_over_the_pooled_axis(tmp_path):
+    from nvmsim.report.build import pooled
+
+    rows = [
+        {"axes": {"model": m, "train.seed": s}, "metrics": {"accuracy": a, "accuracy_std": 0.01}}
+        for m, accs in (("a", (0.80, 0.90, 0.70)), ("b", (0.50, 0.50, 0.50)))
+        for s, a in enumerate(accs)
+    ]  # fmt: skip
+    head, body = pooled(rows, ["train.seed"])
+    assert head[0] == "model" and "train.seed" not in head
+    assert body == [
+        ["a", "80.00", "10.00", "70.00", "90.00", "3"],
+        ["b", "50.00", "0.00", "50.00", "50.00", "3"],
+    ]
+    for r in rows:
+        r["metrics"]["repeats"] = 10
+    paths = write_report(rows, tmp_path, "seeds", pool=["train.seed"])
+    assert "## accuracy, pooled over train.seed" in paths["markdown"].read_text()
+    assert "| a | 80.00 | 10.00 | 70.00 | 90.00 | 3 |" in paths["markdown"].read_text()
+    assert paths["html"].read_text().count('<table class="pooled">') == 1

@@ -55,9 +55,10 @@ class MosaicsRNN(nn.Module):
     """Paper 000's Mosaics RNN: the input is read in ``t`` chunks of ``M / t`` values.
 
     One core ``[x_chunk, h_prev]`` (400) -> ``D = 400 - M/t`` with ReLU runs at every step;
-    the readout ``D -> 10`` runs after the last step. ``bounded`` uses the CNN's bounded ReLU
-    ``min(max(0, x), 1)`` in the core, which keeps the hidden state in [0, 1] at every step. Both are plain ``nn.Linear`` modules,
+    the readout ``D -> 10`` runs after the last step. Both are plain ``nn.Linear`` modules,
     so :func:`nvmsim.convert` puts them on crossbars and the core is read at every step.
+    ``bounded`` uses the CNN's bounded ReLU ``min(max(0, x), 1)`` in the core, which keeps
+    the hidden state in [0, 1] at every step.
     """
 
     def __init__(

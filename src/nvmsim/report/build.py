@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from scipy import stats
 
 PERCENT = {"accuracy", "accuracy_before", "improvement"}
@@ -69,6 +70,30 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
         cells = [_fmt(r["axes"].get(n, "")) for n in names]
         cells += [f"{mean:.2f}", f"{std:.2f}", f"{ci95(std, n):.2f}", str(n)]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pooled(
+    rows: list[dict[str, Any]], pool: list[str], metric: str = "accuracy"
+) -> tuple[list[str], list[list[str]]]:
+    """Header and lines of a table with one line per combination of the axes not in ``pool``:
+    the mean, std, min and max over the pooled runs of each run's mean (e.g. over training
+    seeds), and how many runs were pooled."""
+    names = [n for n in axis_names(rows) if n not in pool]
+    scale = 100 if metric in PERCENT else 1
+    head = [*names, f"{metric} (mean of runs)", "std over runs", "min", "max", "runs"]
+    body = []
+    for key, group in _group(rows, names):
+        values = np.array([r["metrics"][metric] for r in group]) * scale
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        stats_ = (values.mean(), std, values.min(), values.max())
+        body.append([*(_fmt(v) for v in key), *(f"{v:.2f}" for v in stats_), str(len(values))])
+    return head, body
+
+
+def _markdown(head: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines) + "\n"
 
 
@@ -191,10 +216,12 @@ def write_report(
     x: str | None = None,
     panels: list[str] | None = None,
     log_x: bool = False,
+    pool: list[str] | None = None,
 ) -> dict[str, Path]:
     """Write ``results.md``, one ``<metric>.png`` per metric and ``report.html`` (figures
     embedded, so the page is one self-contained file). ``x`` and ``panels`` choose the
-    figures' x axis and the axes that split them into panels (see :func:`build_figure`)."""
+    figures' x axis and the axes that split them into panels (see :func:`build_figure`);
+    ``pool`` adds a table per metric that pools runs over those axes (:func:`pooled`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = metrics_of(rows)
@@ -202,14 +229,17 @@ def write_report(
     parts, sections = [f"# {title}\n\n{description}\n"], []
     for metric in metrics:
         parts.append(f"## {metric}\n\n{markdown_table(rows, metric)}")
+        table = pooled(rows, pool, metric) if pool else None
+        if table is not None:
+            parts.append(f"## {metric}, pooled over {', '.join(pool)}\n\n{_markdown(*table)}")
         png = figure_png(rows, title, metric, x=x, panels=panels, log_x=log_x)
         if png is not None:
             key = "figure" if metric == "accuracy" else f"figure_{metric}"
             paths[key] = out / f"{metric}.png"
             _write(paths[key], png)
-        sections.append((metric, png))
+        sections.append((metric, png, table))
     _write(paths["markdown"], "\n".join(parts))
-    _write(paths["html"], render_html(rows, title, description, sections))
+    _write(paths["html"], render_html(rows, title, description, sections, pool))
     return paths
 
 
@@ -238,11 +268,12 @@ def render_html(
     rows: list[dict[str, Any]],
     title: str,
     description: str,
-    sections: list[tuple[str, bytes | None]],
+    sections: list[tuple[str, bytes | None, tuple[list[str], list[list[str]]] | None]],
+    pool: list[str] | None = None,
 ) -> str:
     names = axis_names(rows)
     blocks = []
-    for i, (metric, png) in enumerate(sections):
+    for i, (metric, png, pooled_) in enumerate(sections):
         img = ""
         if png is not None:
             b64 = base64.b64encode(png).decode()
@@ -251,6 +282,18 @@ def render_html(
                 f'<img{ident} alt="{html.escape(metric)} figure" src="data:image/png;base64,{b64}">'
             )
         blocks.append(f"<h2>{html.escape(metric)}</h2>\n{img}\n{_html_table(rows, names, metric)}")
+        if pooled_ is not None:
+            head, body = pooled_
+            th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            trs = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+                for cells in body
+            )
+            over = html.escape(", ".join(pool or []))
+            blocks.append(
+                f"<h3>{html.escape(metric)}, pooled over {over}</h3>\n"
+                f'<table class="pooled"><thead><tr>{th}</tr></thead>\n<tbody>{trs}</tbody></table>'
+            )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>

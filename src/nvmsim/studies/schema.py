@@ -185,12 +185,14 @@ class QuickSpec(_Strict):
 
 
 class ReportSpec(_Strict):
-    """How ``nvmsim report`` draws the study: the x axis (default: the first numeric axis)
-    and the axes that split each figure into panels (default: none)."""
+    """How ``nvmsim report`` draws the study: the x axis (default: the first numeric axis),
+    the axes that split each figure into panels (default: none), and the axes whose runs a
+    further table pools (e.g. training seeds: mean, std, min and max over them)."""
 
     x: str | None = None
     panels: list[str] = []
     log_x: bool = False
+    pool: list[str] = []
 
 
 class StudySpec(_Strict):
@@ -217,7 +219,8 @@ class StudySpec(_Strict):
     @model_validator(mode="after")
     def _report_axes_are_swept(self) -> StudySpec:
         swept = set(self.sweep.axes()) | {n for group in self.sweep.zip for n in group}
-        named = ([self.report.x] if self.report.x is not None else []) + self.report.panels
+        rep = self.report
+        named = ([rep.x] if rep.x is not None else []) + rep.panels + rep.pool
         for name in named:
             if name not in swept:
                 raise ValueError(
