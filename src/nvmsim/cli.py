@@ -377,7 +377,12 @@ def report(
     with Store(p.store_path) as s:
         rows = s.rows(p.study_key, [r.run_id for r in p.runs])
     if not rows:
-        _fail(f"{p.store_path}: no stored runs of {p.study_key}")
+        other = _plan(study, not quick, store)
+        with Store(p.store_path) as s:
+            hint = bool(s.rows(other.study_key, [r.run_id for r in other.runs]))
+        flag = "without --quick" if quick else "with --quick"
+        tip = f" (it holds runs of {other.study_key}: report {flag})" if hint else ""
+        _fail(f"{p.store_path}: no stored runs of {p.study_key}{tip}")
     folder = out or p.store_path.parent / (p.spec.name + ("-quick" if quick else ""))
     rep = p.spec.report
     paths = write_report(

@@ -39,8 +39,13 @@ def test_bad_study_is_a_clear_error_and_touches_no_store(write_study, tmp_path):
 
 
 def test_report_without_results(write_study, tmp_path):
-    res = runner.invoke(app, ["report", str(write_study()), "--store", str(tmp_path / "x.sqlite")])
+    args = [str(write_study(sweep="sigma_syn = [0.0]")), "--store", str(tmp_path / "x.sqlite")]
+    res = runner.invoke(app, ["report", *args])
     assert res.exit_code == 2 and "no results yet" in res.output
+    assert runner.invoke(app, ["run", *args, "--quick", "--quiet"]).exit_code == 0
+    res = runner.invoke(app, ["report", *args])  # only --quick runs are stored
+    assert res.exit_code == 2 and "no stored runs of s" in res.output
+    assert "report with --quick" in res.output
 
 
 def test_a_failing_run_is_reported_and_the_others_are_stored(write_study, tmp_path):

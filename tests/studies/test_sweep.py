@@ -36,7 +36,11 @@ def test_quick_mode_caps_work(write_study):
     spec, _ = load_study(write_study(repeats=10))
     r = expand(spec, quick=True)[0]
     assert r.config["repeats"] == 3 and r.config["train"]["epochs"] == 2
-    assert r.config["data"]["test_subset"] == 1000
+    # digits has 1,437 training and 360 test images: the caps (2,000, 1,000) leave them whole
+    assert r.config["train"]["train_subset"] is None and r.config["data"]["test_subset"] is None
+    spec, _ = load_study(write_study(sweep='dataset = ["mnist"]'))
+    r = expand(spec, quick=True)[0]
+    assert r.config["train"]["train_subset"] == 2000 and r.config["data"]["test_subset"] == 1000
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nvmsim.config import AnalogConfig, ConfigError, validate
+from nvmsim.data.registry import DATASETS
 from nvmsim.studies.schema import DataSpec, ScenarioSpec, StudySpec, TrainSpec, axis_paths
 
 
@@ -62,6 +63,13 @@ def _points(spec: StudySpec) -> list[dict[str, Any]]:
     return points
 
 
+def _cap(current: int | None, cap: int, size: int | None) -> int | None:
+    """A subset of at most ``cap`` (and of the ``current`` one); None when that is all
+    ``size`` items of the split anyway."""
+    n = min(current, cap) if current else cap
+    return None if size is not None and n >= size else n
+
+
 def resolve(spec: StudySpec, point: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     """The full JSON config of one run: base settings with the point's axis values applied."""
     labels = list(spec.models)
@@ -93,11 +101,11 @@ def resolve(spec: StudySpec, point: dict[str, Any], quick: bool = False) -> dict
             _set(tree, "analog.device.programming_error.kind", "weight")
     if quick:
         q = spec.quick
-        cur = tree["train"]["train_subset"]
-        tree["train"]["train_subset"] = min(cur, q.train_subset) if cur else q.train_subset
+        info = DATASETS.get(tree["data"]["dataset"])  # caps never exceed a known split's size
+        n_train, n_test = (info.num_train, info.num_test) if info else (None, None)
+        tree["train"]["train_subset"] = _cap(tree["train"]["train_subset"], q.train_subset, n_train)
         tree["train"]["epochs"] = min(tree["train"]["epochs"], q.epochs)
-        cur = tree["data"]["test_subset"]
-        tree["data"]["test_subset"] = min(cur, q.test_subset) if cur else q.test_subset
+        tree["data"]["test_subset"] = _cap(tree["data"]["test_subset"], q.test_subset, n_test)
         tree["repeats"] = min(tree["repeats"], q.repeats)
     if "sigma_neu" in point and m.arch is None:
         raise ValueError(f"sigma_neu needs training, but model {label!r} is loaded from a file")
