@@ -110,7 +110,13 @@ def test_pooled_table_summarises_runs_over_the_pooled_axis(tmp_path):
     ]
     for r in rows:
         r["metrics"]["repeats"] = 10
-    paths = write_report(rows, tmp_path, "seeds", pool=["train.seed"])
+    paths = write_report(rows, tmp_path, "seeds", x="train.seed", pool=["train.seed"])
     assert "## accuracy, pooled over train.seed" in paths["markdown"].read_text()
     assert "| a | 80.00 | 10.00 | 70.00 | 90.00 | 3 |" in paths["markdown"].read_text()
     assert paths["html"].read_text().count('<table class="pooled">') == 1
+
+    from nvmsim.report.build import build_figure
+
+    (ax,) = build_figure(rows, "seeds", x="train.seed").axes
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= 2]
+    assert ticks == [0, 1, 2]  # an integer axis gets integer ticks

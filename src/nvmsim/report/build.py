@@ -153,6 +153,8 @@ def build_figure(
     from nvmsim.figures import pyplot
 
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     names = axis_names(rows)
     xaxis = x if x in names else _numeric_axis(rows, names)
     if xaxis is None:
@@ -185,6 +187,8 @@ def build_figure(
         ax.set_xlabel(xaxis)
         if log_x:
             ax.set_xscale("log")
+        elif all(isinstance(r["axes"][xaxis], int) for r in prows):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # seeds, bits, steps
         ax.grid(alpha=0.3)
         if panel_axes:
             ax.set_title(_label(panel_axes, pkey), fontsize=9)
