@@ -57,20 +57,26 @@ def sorted_rows(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, 
     return sorted(rows, key=lambda r: _order(r["axes"].get(n) for n in names))
 
 
-def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
-    """One line per run: axes, mean ± std (over repeats) and the 95 % CI of the mean."""
+def runs_table(
+    rows: list[dict[str, Any]], metric: str = "accuracy", mean_label: str | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Header and lines of a table with one line per run: axes, mean ± std (over repeats)
+    and the 95 % CI of the mean."""
     names = axis_names(rows)
-    pct = metric in PERCENT
-    head = [*names, f"{metric} (mean)", "std", "95 % CI ±", "repeats"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    scale = 100 if metric in PERCENT else 1
+    head = [*names, mean_label or f"{metric} (mean)", "std", "95 % CI ±", "repeats"]
+    body = []
     for r in sorted_rows(rows, names):
         m = r["metrics"]
-        scale = 100 if pct else 1
         mean, std, n = m[metric] * scale, m[f"{metric}_std"] * scale, m["repeats"]
         cells = [_fmt(r["axes"].get(n, "")) for n in names]
-        cells += [f"{mean:.2f}", f"{std:.2f}", f"{ci95(std, n):.2f}", str(n)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        body.append([*cells, f"{mean:.2f}", f"{std:.2f}", f"{ci95(std, n):.2f}", str(n)])
+    return head, body
+
+
+def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
+    """:func:`runs_table` in markdown."""
+    return _markdown(*runs_table(rows, metric))
 
 
 def pooled(
@@ -247,25 +253,12 @@ def write_report(
     return paths
 
 
-def _html_table(rows: list[dict[str, Any]], names: list[str], metric: str) -> str:
-    scale = 100 if metric in PERCENT else 1
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    body = []
-    for r in sorted_rows(rows, names):
-        m = r["metrics"]
-        cells = "".join(f"<td>{html.escape(_fmt(r['axes'].get(n, '')))}</td>" for n in names)
-        std, n = scale * m[f"{metric}_std"], m["repeats"]
-        cells += (
-            f"<td>{scale * m[metric]:.2f}</td><td>{std:.2f}</td>"
-            f"<td>{ci95(std, n):.2f}</td><td>{n}</td>"
-        )
-        body.append(f"<tr>{cells}</tr>")
-    unit = " %" if metric in PERCENT else ""
-    return (
-        f'<table class="results"><thead><tr>{head}<th>{html.escape(metric)}{unit}</th>'
-        f"<th>std</th><th>95 % CI ±</th><th>repeats</th></tr></thead>\n"
-        f"<tbody>\n{''.join(body)}\n</tbody></table>"
+def _html_table(head: list[str], body: list[list[str]], cls: str) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    trs = "\n".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body
     )
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead>\n<tbody>\n{trs}\n</tbody></table>'
 
 
 def render_html(
@@ -275,7 +268,6 @@ def render_html(
     sections: list[tuple[str, bytes | None, tuple[list[str], list[list[str]]] | None]],
     pool: list[str] | None = None,
 ) -> str:
-    names = axis_names(rows)
     blocks = []
     for i, (metric, png, pooled_) in enumerate(sections):
         img = ""
@@ -285,18 +277,14 @@ def render_html(
             img = (
                 f'<img{ident} alt="{html.escape(metric)} figure" src="data:image/png;base64,{b64}">'
             )
-        blocks.append(f"<h2>{html.escape(metric)}</h2>\n{img}\n{_html_table(rows, names, metric)}")
+        unit = " %" if metric in PERCENT else ""
+        runs = _html_table(*runs_table(rows, metric, f"{metric}{unit}"), "results")
+        blocks.append(f"<h2>{html.escape(metric)}</h2>\n{img}\n{runs}")
         if pooled_ is not None:
-            head, body = pooled_
-            th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-            trs = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-                for cells in body
-            )
             over = html.escape(", ".join(pool or []))
             blocks.append(
                 f"<h3>{html.escape(metric)}, pooled over {over}</h3>\n"
-                f'<table class="pooled"><thead><tr>{th}</tr></thead>\n<tbody>{trs}</tbody></table>'
+                + _html_table(*pooled_, "pooled")
             )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
