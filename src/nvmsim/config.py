@@ -271,6 +271,9 @@ class CrossbarConfig(_Strict):
 
     ``r_row`` / ``r_col`` are the resistances (ohm) of one wire segment between neighbouring
     cells; with either > 0 every array's exact IR drop is solved once at programming time.
+    ``conv_rows``: ``"channel"`` keeps each input channel's kernel rows on one array (arrays of
+    ``floor(tile_rows / k) * k`` rows for a kernel of ``k`` taps, as conv mappers do);
+    ``"packed"`` fills every array to ``tile_rows`` rows (a kernel may straddle two arrays).
     """
 
     mapping: Literal["differential", "offset"] = "differential"
@@ -278,6 +281,7 @@ class CrossbarConfig(_Strict):
     tile_cols: int = Field(256, ge=1)
     weight_clip_percentile: float | None = Field(None, gt=0.0, le=100.0)
     bias: Literal["digital", "analog"] = "digital"
+    conv_rows: Literal["channel", "packed"] = "channel"
     r_row: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     r_col: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     r_access: float = Field(0.0, ge=0.0, allow_inf_nan=False)

@@ -126,7 +126,7 @@ def test_counting_leaves_an_analog_model_untouched():
     analog = nvmsim.convert(two_layer(), config)
     state = analog[0].generator.get_state()
     count_ops(analog, torch.rand(2, 4))
-    assert analog[0].tile._dac_range is None and analog[0].tile._adc_range is None
+    assert analog[0].tile.dac_range is None and analog[0].tile.adc_range is None
     assert torch.equal(analog[0].generator.get_state(), state)
 
 

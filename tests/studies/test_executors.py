@@ -37,7 +37,7 @@ def test_sequential_results_are_reproducible_and_sane(write_study, tmp_path):
     assert a == b
     for m in a.values():
         assert 0.0 <= m["accuracy"] <= 1.0 and m["repeats"] == 3 and len(m["accuracy_all"]) == 3
-    noiseless = [m for m in a.values() if m["accuracy_std"] == 0.0]
+    noiseless = [m for m in a.values() if m["loss_std"] == 0.0]  # accuracies can tie
     assert noiseless
     for m in noiseless:  # no noise at all: the analog model is torch's model
         assert m["accuracy"] == pytest.approx(m["software_accuracy"], abs=1e-12)

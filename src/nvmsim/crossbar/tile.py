@@ -1,16 +1,27 @@
 """``AnalogTile``: a weight matrix programmed onto crossbar arrays once, then read many times.
 
-A matrix larger than one array (``tile_rows x tile_cols``) is split into arrays; each array's
-column currents are digitised by its own ADC and the partial sums are added digitally. The
-split only changes results where it matters (ADC on partial sums, one reference column per
-array for the offset mapping); otherwise a read is one matmul over the whole matrix.
+The tile is torch state: the programmed conductances, masks and drift exponents are buffers,
+so they follow ``.to(device | dtype)``, ``.double()``, ``.cuda()`` and ``deepcopy``; the read
+tensors derived from them are recomputed after every such move, never stored twice. The
+buffers are not persistent (a layer's ``state_dict`` keeps torch's keys); a programmed chip is
+saved and loaded with :mod:`nvmsim.io.chip`.
 
-Reads use the moment identity (DESIGN.md): for independent Gaussian per-device read noise,
-``y = x @ E[W] + sqrt(x**2 @ Var[W]) * eps`` has exactly the distribution of reading every
-device with its own noise. Clipping of noisy conductances is folded into ``E[W]`` and
+A layer's matrix is ``(out, rows)`` with ``rows = in/groups * prod(kernel)`` (plus a bias row
+driven at a constant 1 when the bias is analog); each group is its own set of arrays. Rows are
+split into physical arrays of at most ``tile_rows`` (:func:`products.row_partition`), columns
+into arrays of ``tile_cols``. Each array's column currents are digitised by its own ADC and
+the partial sums added digitally. The split only changes results where it matters (ADC on
+partial sums, one reference column per array for the offset mapping, dead lines, IR drop).
+
+**One read path.** :meth:`AnalogTile.read` owns the whole read for every layer kind: DAC,
+analog bias row, moment-identity noise, per-array partial sums, reference columns, ADC. The
+layer only says how to multiply (:class:`products.Product`). For independent Gaussian
+per-device read noise, ``y = x @ E[W] + sqrt(x**2 @ Var[W]) * eps`` has exactly the
+distribution of reading every device with its own noise; clipping is folded into ``E[W]`` and
 ``Var[W]`` through the censored-Gaussian moments. When ``Var[W]`` is the same for every weight
-(additive noise, clipping negligible to ``moment_rtol``) the second matmul becomes a sum of
-``x**2``. ``read_noise_mode = "sample"`` draws every device explicitly and is the oracle.
+(additive noise) the second product is a channel sum of ``x**2``. With an ADC on several row
+arrays, the partial sums are one grouped product over the inputs each array sees (no
+unfolding). ``read_noise_mode = "sample"`` draws every device explicitly and is the oracle.
 
 Device effects compose in one fixed order (docs/devices.md):
 
@@ -19,11 +30,6 @@ Device effects compose in one fixed order (docs/devices.md):
 2. ``drift_to(t)``: power-law drift -> retention (deterministic given the programmed state);
 3. every read: read noise (Gaussian read noise and 1/f noise, random telegraph noise) -> clip
    -> global drift compensation (a gain on the whole tile) -> ADC.
-
-Per-read effects enter the moment identity through each device's exact mean and variance
-(Gaussian + telegraph mixture, censored by the clip); the output is then Gaussian with exactly
-those moments, which is exact in distribution for Gaussian noise without clipping and exact
-in mean and variance otherwise. Effects that are off cost nothing: no draws, no extra work.
 """
 
 from __future__ import annotations
@@ -31,12 +37,21 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar import converters, mapping
+from nvmsim.crossbar.products import Product, row_partition
 from nvmsim.devices import drift as drift_fn
 from nvmsim.devices import faults, levels, noise
+
+#: Programmed state: buffers that define one chip instance (saved by ``nvmsim.nn.chip``).
+STATE = (
+    "g0", "g_ref0", "range_factor", "range_factor_ref", "dead", "dead_ref", "nu", "nu_ref",
+    "dac_range", "adc_range",
+)  # fmt: skip
+#: Scalars of the programmed state.
+SCALARS = ("wmax", "scale", "time", "cal0")
 
 
 def _table(cfg) -> dict:
@@ -52,20 +67,64 @@ class NotProgrammedError(RuntimeError):
     """Raised when a tile is read before :meth:`AnalogTile.program`."""
 
 
-class AnalogTile:
-    """Conductances of one weight matrix ``(out, in)`` and the periphery that reads them."""
+class AnalogTile(nn.Module):
+    """Conductances of one layer's crossbar matrix and the periphery that reads them."""
 
-    def __init__(self, config: AnalogConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: AnalogConfig | None = None,
+        product: Product | None = None,
+        bias_row: bool = False,
+    ) -> None:
+        super().__init__()
         self.config = config or AnalogConfig()
+        self.product = product or Product()
+        self.bias_row = bool(bias_row)
         self.programmed = False
+        self.rows = self.cols = 0
         self.time = 0.0
-        self._dac_range: torch.Tensor | None = None
-        self._adc_range: torch.Tensor | None = None
+        self.wmax = self.scale = 1.0
+        self.cal0: float | None = None
+        for name in STATE:
+            self.register_buffer(name, None, persistent=False)
+        self._blocks_cache: dict | None = None
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def groups(self) -> int:
+        return self.product.groups
+
+    @property
+    def kernel_rows(self) -> int:
+        """Rows per group that carry weights (without the bias row)."""
+        return self.rows - int(self.bias_row)
+
+    def partition(self) -> tuple[tuple[int, int], ...]:
+        """Row ranges of the physical arrays of each group."""
+        xb = self.config.crossbar
+        unit = self.product.unit if xb.conv_rows == "channel" else 1
+        return row_partition(self.kernel_rows, xb.tile_rows, unit, self.bias_row)
+
+    @property
+    def row_blocks(self) -> int:
+        return len(self.partition())
+
+    @property
+    def col_blocks(self) -> int:
+        return math.ceil(self.cols / self.config.crossbar.tile_cols)
+
+    @property
+    def in_features(self) -> int:
+        return self.rows * self.groups
+
+    @property
+    def out_features(self) -> int:
+        return self.cols * self.groups
 
     # ------------------------------------------------------------------ programming
     def program(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        """Map ``weight`` (out, in) to conductances and write them, drawing everything that is
-        fixed at programming time once from ``generator``.
+        """Map ``weight`` (out, rows) to conductances and write them, drawing everything that
+        is fixed at programming time once from ``generator`` (on the weight's device).
 
         Order: target mapping -> quantisation (``bits`` / ``levels``) -> device range factor
         (``range_std``) -> programming error -> stuck-at faults -> dead rows / columns ->
@@ -73,54 +132,56 @@ class AnalogTile:
         leaves every other draw unchanged.
         """
         cfg, dev = self.config, self.config.device
-        w = weight.detach().to(torch.float32)
+        w = weight.detach()
+        if not w.is_floating_point():
+            w = w.to(torch.float32)
         if w.dim() != 2:
-            raise ValueError(f"weight must be 2-D (out, in), got shape {tuple(w.shape)}")
+            raise ValueError(f"weight must be 2-D (out, rows), got shape {tuple(w.shape)}")
+        if w.shape[0] % self.groups:
+            raise ValueError(f"{w.shape[0]} outputs do not split into {self.groups} groups")
         if not torch.isfinite(w).all():
             raise ValueError("weight contains NaN or inf; cannot program it")
         g_min = dev.g_min
         pe = dev.programming_error
         if pe.kind == "weight":
             w = noise.weight_error(w, pe.sigma, generator)
-        wt = w.t().contiguous()  # (in, out): rows of the crossbar are inputs
-        self.in_features, self.out_features = wt.shape
+        self.cols, self.rows = w.shape[0] // self.groups, w.shape[1]
+        # (G, rows, cols): rows of the crossbar are inputs
+        wt = w.reshape(self.groups, self.cols, self.rows).transpose(1, 2).contiguous()
         self.wmax = mapping.weight_range(wt, cfg.crossbar.weight_clip_percentile)
         self.scale = mapping.scale(cfg.crossbar.mapping, self.wmax, g_min)
         g = mapping.to_conductances(wt, cfg.crossbar.mapping, self.wmax, g_min)
         g, self.range_factor = self._write(g, generator)
         ref, self.range_factor_ref = None, None
         if cfg.crossbar.mapping == "offset":
-            n_arrays = math.ceil(self.out_features / cfg.crossbar.tile_cols)
-            ref = torch.full((self.in_features, n_arrays), mapping.reference_level(g_min))
+            shape = (self.groups, self.rows, self.col_blocks)
+            ref = torch.full(shape, mapping.reference_level(g_min), dtype=w.dtype, device=w.device)
             ref, self.range_factor_ref = self._write(ref, generator)
-        self.dead, self.dead_ref = self._dead_lines(g.shape[0], ref is not None, generator)
-        self._alive = self._alive_ref = None
-        if self.dead is not None:
-            if dev.dead_state == "gmin":
-                g = torch.where(self.dead, self._dev_bound(g_min, self.range_factor), g)
-                if ref is not None:
-                    lo_ref = self._dev_bound(g_min, self.range_factor_ref)
-                    ref = torch.where(self.dead_ref, lo_ref, ref)
-            else:
-                self._alive = (~self.dead).to(g.dtype)
-                if ref is not None:
-                    self._alive_ref = (~self.dead_ref).to(ref.dtype)
-        self._bounds = self._clip_bounds(self.range_factor)
-        self.g0 = self._mask(noise.clip_to(g, *self._bounds), self._alive)
-        self._g_inf = self._retention_target(self.range_factor)
+        self.dead, self.dead_ref = self._dead_lines(
+            g.shape[0], ref is not None, generator, w.device
+        )
+        if self.dead is not None and dev.dead_state == "gmin":
+            g = torch.where(self.dead, self._dev_bound(g_min, self.range_factor), g)
+            if ref is not None:
+                ref = torch.where(self.dead_ref, self._dev_bound(g_min, self.range_factor_ref), ref)
+        self.g0 = self._mask(noise.clip_to(g, *self._clip_bounds(self.range_factor)), "dead")
         self.g_ref0 = None
         if ref is not None:
-            self._bounds_ref = self._clip_bounds(self.range_factor_ref)
-            self.g_ref0 = self._mask(noise.clip_to(ref, *self._bounds_ref), self._alive_ref)
-            self._g_inf_ref = self._retention_target(self.range_factor_ref)
+            bounds = self._clip_bounds(self.range_factor_ref)
+            self.g_ref0 = self._mask(noise.clip_to(ref, *bounds), "dead_ref")
         self.nu = self.nu_ref = None
         if dev.drift_nu > 0 or dev.drift_nu_std > 0:
-            self.nu = drift_fn.draw_nu(self.g0.shape, dev.drift_nu, dev.drift_nu_std, generator)
+            kw = {"dtype": w.dtype, "device": w.device}
+            self.nu = drift_fn.draw_nu(
+                self.g0.shape, dev.drift_nu, dev.drift_nu_std, generator, **kw
+            )
             if self.g_ref0 is not None:
                 shape = self.g_ref0.shape
-                self.nu_ref = drift_fn.draw_nu(shape, dev.drift_nu, dev.drift_nu_std, generator)
-        self._dac_range = self._adc_range = None
-        self._cal0: float | None = None
+                self.nu_ref = drift_fn.draw_nu(
+                    shape, dev.drift_nu, dev.drift_nu_std, generator, **kw
+                )
+        self.dac_range = self.adc_range = None
+        self.cal0 = None
         self.programmed = True
         self.drift_to(0.0)
 
@@ -137,7 +198,8 @@ class AnalogTile:
             g = levels.quantize_to(g, lv)
         s = None
         if dev.range_std > 0:  # lognormal factor, median 1: [Gmin, Gmax] -> s * [Gmin, Gmax]
-            s = torch.exp(dev.range_std * torch.randn(g.shape, generator=generator))
+            eps = torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
+            s = torch.exp(dev.range_std * eps)
             g = g * s
         pe = dev.programming_error
         if pe.kind != "weight" and pe.active:
@@ -153,9 +215,12 @@ class AnalogTile:
         """A nominal conductance in one device's own range."""
         return value if s is None else value * s
 
-    @staticmethod
-    def _mask(g: torch.Tensor, alive: torch.Tensor | None) -> torch.Tensor:
-        return g if alive is None else g * alive
+    def _mask(self, g: torch.Tensor, dead_name: str) -> torch.Tensor:
+        """Open (dead) devices carry no current."""
+        dead = getattr(self, dead_name)
+        if dead is None or self.config.device.dead_state != "open":
+            return g
+        return g.masked_fill(dead, 0.0)
 
     def _clip_bounds(self, s: torch.Tensor | None) -> tuple[noise.Bound, noise.Bound]:
         dev = self.config.device
@@ -170,49 +235,75 @@ class AnalogTile:
             return self._dev_bound((1.0 + dev.g_min) / 2, s)
         return float(target)
 
+    def _physical_rows(self, device: torch.device) -> tuple[torch.Tensor, int]:
+        """Each row's position on its array's word lines, laid out array after array."""
+        tr = self.config.crossbar.tile_rows
+        idx = [b * tr + r - s for b, (s, e) in enumerate(self.partition()) for r in range(s, e)]
+        return torch.tensor(idx, device=device), max(idx, default=-1) + 1
+
     def _dead_lines(
-        self, n_stacks: int, with_ref: bool, generator: torch.Generator | None
+        self,
+        n_stacks: int,
+        with_ref: bool,
+        generator: torch.Generator | None,
+        dvc: torch.device,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Devices on dead rows / columns, per physical array: each stack (G+, G-) is its own
-        set of arrays; with the offset mapping an array's reference column is its last
-        column (a dead row kills its reference device too)."""
+        """Devices on dead rows / columns, per physical array: each stack (G+, G-) and each
+        group is its own set of arrays; with the offset mapping an array's reference column is
+        its last column (a dead row kills its reference device too)."""
         dev, xb = self.config.device, self.config.crossbar
         if dev.dead_rows == 0 and dev.dead_cols == 0:
             return None, None
-        tc = xb.tile_cols
-        n_arrays = math.ceil(self.out_features / tc)
+        tc, n_arrays = xb.tile_cols, self.col_blocks
         width = tc + 1 if with_ref else tc
-        j = torch.arange(self.out_features)
+        j = torch.arange(self.cols, device=dvc)
         gcols = (j // tc) * width + j % tc
-        rcols = torch.arange(n_arrays) * width + tc
-        masks, ref_mask = [], None
+        rcols = torch.arange(n_arrays, device=dvc) * width + tc
+        prow, n_phys = self._physical_rows(dvc)
+        masks, ref_masks = [], []
         for k in range(n_stacks):
-            m = faults.dead_line_mask(
-                self.in_features, n_arrays * width, xb.tile_rows, width,
-                dev.dead_rows, dev.dead_cols, generator,
-            )  # fmt: skip
-            masks.append(m[:, gcols])
-            if k == 0 and with_ref:
-                ref_mask = m[:, rcols]
-        return torch.stack(masks), ref_mask
+            per_group = []
+            for _ in range(self.groups):
+                m = faults.dead_line_mask(
+                    n_phys, n_arrays * width, xb.tile_rows, width,
+                    dev.dead_rows, dev.dead_cols, generator, device=dvc,
+                )[prow]  # fmt: skip
+                per_group.append(m[:, gcols])
+                if k == 0 and with_ref:
+                    ref_masks.append(m[:, rcols])
+            masks.append(torch.stack(per_group))
+        return torch.stack(masks), (torch.stack(ref_masks) if with_ref else None)
 
     def drift_to(self, t_seconds: float) -> None:
         """Let the programmed conductances evolve to ``t_seconds`` after programming: power-law
         drift, then retention loss (relaxation towards its target)."""
         self._require_programmed()
-        dev = self.config.device
         if not (t_seconds >= 0 and math.isfinite(t_seconds)):
             raise ValueError(f"t_seconds must be finite and >= 0, got {t_seconds}")
         self.time = float(t_seconds)
+        self._derive()
+
+    def _derive(self) -> None:
+        """Everything a read needs, from the programmed state at ``self.time``."""
+        dev = self.config.device
         tau = dev.retention.tau
-        g = drift_fn.evolve(self.g0, self.time, self.nu, dev.drift_t0, tau, self._g_inf)
-        g = g if g is self.g0 else self._mask(g, self._alive)
-        ref = self.g_ref0
+        self._bounds = self._clip_bounds(self.range_factor)
+        g_inf = self._retention_target(self.range_factor)
+        g = drift_fn.evolve(self.g0, self.time, self.nu, dev.drift_t0, tau, g_inf)
+        self.g = g if g is self.g0 else self._mask(g, "dead")
+        self.g_ref = ref = self.g_ref0
         if ref is not None:
-            ref = drift_fn.evolve(ref, self.time, self.nu_ref, dev.drift_t0, tau, self._g_inf_ref)
-            ref = ref if ref is self.g_ref0 else self._mask(ref, self._alive_ref)
-        self.g, self.g_ref = g, ref
+            self._bounds_ref = self._clip_bounds(self.range_factor_ref)
+            g_inf = self._retention_target(self.range_factor_ref)
+            ref = drift_fn.evolve(ref, self.time, self.nu_ref, dev.drift_t0, tau, g_inf)
+            self.g_ref = ref if ref is self.g_ref0 else self._mask(ref, "dead_ref")
         self._prepare_reads()
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        if self.programmed:  # derived read tensors follow the state: recompute, do not cast
+            self._derive()
+        return self
 
     # ------------------------------------------------------------------ read statistics
     def _gauss_std(self, g: torch.Tensor) -> torch.Tensor | None:
@@ -244,29 +335,28 @@ class AnalogTile:
         return noise.read_moments(g, std, *bounds, shift=shift, p=tn.p)
 
     def _prepare_reads(self) -> None:
-        """Expected weight and per-weight read variance, in weight units."""
+        """Expected weight and per-weight read variance in weight units, (G, rows, cols)."""
         dev = self.config.device
         effects, self.noisy = self._read_effects()
-        signs = (1.0, -1.0)
         if effects:
             m, v = self._moments(self.g, self._bounds)
-            m = self._mask(m, self._alive)
-            v = self._mask(v, self._alive) if self.noisy else None
+            m = self._mask(m, "dead")
+            v = self._mask(v, "dead") if self.noisy else None
         else:
             m, v = self.g, None
         var = None if v is None else v.sum(0)
-        self.ref_var = rm = None
+        ref_var = rm = None
         if self.g_ref is not None:
             if effects:
                 rm, rv = self._moments(self.g_ref, self._bounds_ref)
-                rm = self._mask(rm, self._alive_ref)
+                rm = self._mask(rm, "dead_ref")
                 if self.noisy:
-                    self.ref_var = (self._mask(rv, self._alive_ref) * self.scale**2).contiguous()
+                    ref_var = self._mask(rv, "dead_ref") * self.scale**2
             else:
                 rm = self.g_ref
         if self.config.crossbar.parasitics:
             m, rm = self._with_ir_drop(m, rm)
-        mean = sum(s * m[i] for i, s in enumerate(signs[: m.shape[0]]))
+        mean = m[0] - m[1] if m.shape[0] == 2 else m[0]
         if rm is not None:
             mean = mean - self.expand_ref(rm)
         mean = mean * self.scale
@@ -276,12 +366,10 @@ class AnalogTile:
             if alpha != 1.0:
                 mean = mean * alpha
                 var = None if var is None else var * alpha**2
-                if self.ref_var is not None:
-                    self.ref_var = self.ref_var * alpha**2
-        self.w_mean = mean.contiguous()  # (in, out)
-        self.w_mean_t = self.w_mean.t().contiguous()  # (out, in), for F.linear
+                ref_var = None if ref_var is None else ref_var * alpha**2
+        self.w_mean = mean.contiguous()  # (G, rows, cols)
         self.var_const: float | None = None
-        self.w_var = self.w_var_t = None
+        self.w_var = None
         if var is not None:
             var = var * self.scale**2
             vmax = float(var.max()) if var.numel() else 0.0
@@ -289,66 +377,80 @@ class AnalogTile:
                 self.var_const = float(var.mean())
             else:
                 self.w_var = var.contiguous()
-                self.w_var_t = var.t().contiguous()
+        self.ref_var = ref_var
+        # Read weights in the product's layout: (out, kernel_rows) and the bias row (out,).
+        self._rw_mean, self._rb_mean = self._read_weight(self.w_mean)
+        self._rw_var, self._rb_var = self._read_weight(self.w_var)
+        self._rw_ref, self._rb_ref = self._read_weight(self.ref_var)
+        self._blocks_cache = None
+
+    def _read_weight(
+        self, m: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(G, rows, c) -> the product's weight ``(G*c, kernel_rows)`` and bias row ``(G*c,)``."""
+        if m is None:
+            return None, None
+        k = self.kernel_rows
+        w = m[:, :k].transpose(1, 2).reshape(-1, k)
+        b = m[:, k].reshape(-1).contiguous() if self.bias_row else None
+        return self.product.kernel_weight(w.contiguous()), b
 
     def _drift_compensation(self, mean: torch.Tensor) -> float:
         """Global drift compensation: the tile reads a calibration input (all ones) right after
         programming and again now; outputs are multiplied by the ratio of the summed absolute
         column outputs, ``sum|y(0)| / sum|y(t)|``. The calibration read is the expected
         (noise-free) read: averaged over all rows and columns its noise is negligible."""
-        c = float(mean.double().sum(0).abs().sum())
-        if self._cal0 is None:
-            self._cal0 = c
-        return self._cal0 / c if c > 0 and self._cal0 > 0 else 1.0
+        c = float(mean.double().sum(1).abs().sum())
+        if self.cal0 is None:
+            self.cal0 = c
+        return self.cal0 / c if c > 0 and self.cal0 > 0 else 1.0
 
     def _with_ir_drop(
         self, m: torch.Tensor, ref: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Replace mean conductances by each array's exact effective matrix (IR drop).
 
-        Every ``tile_rows x tile_cols`` block of each conductance stack (G+ and G-, or G) is
-        one physical array; with the offset mapping its reference column is the array's last
-        column. Read noise keeps the variance of the devices themselves (first order).
+        Every array (row range of the partition x ``tile_cols`` columns) of each conductance
+        stack and group is one physical array; with the offset mapping its reference column is
+        the array's last column. Read noise keeps the variance of the devices themselves
+        (first order).
         """
         from nvmsim.crossbar.parasitics import effective_matrix
 
         xb = self.config.crossbar
         g_s = self.config.device.g_max_siemens
-        tr, tc = xb.tile_rows, xb.tile_cols
+        tc = xb.tile_cols
         m_eff = torch.empty_like(m)
         ref_eff = None if ref is None else torch.empty_like(ref)
         for k in range(m.shape[0]):
-            for r0 in range(0, self.in_features, tr):
-                for a, c0 in enumerate(range(0, self.out_features, tc)):
-                    block = m[k, r0 : r0 + tr, c0 : c0 + tc]
-                    if ref is not None:
-                        block = torch.cat([block, ref[r0 : r0 + tr, a : a + 1]], dim=1)
-                    t = effective_matrix(
-                        block.double() * g_s, xb.r_row, xb.r_col,
-                        both_ends=xb.both_ends, r_access=xb.r_access,
-                    ) / g_s  # fmt: skip
-                    t = t.to(m.dtype)
-                    if ref is not None:
-                        if k == 0:
-                            ref_eff[r0 : r0 + tr, a] = t[:, -1]
-                        t = t[:, :-1]
-                    m_eff[k, r0 : r0 + tr, c0 : c0 + tc] = t
+            for gi in range(self.groups):
+                for r0, r1 in self.partition():
+                    for a, c0 in enumerate(range(0, self.cols, tc)):
+                        block = m[k, gi, r0:r1, c0 : c0 + tc]
+                        if ref is not None:
+                            block = torch.cat([block, ref[gi, r0:r1, a : a + 1]], dim=1)
+                        t = effective_matrix(
+                            block.double().cpu() * g_s, xb.r_row, xb.r_col,
+                            both_ends=xb.both_ends, r_access=xb.r_access,
+                        ) / g_s  # fmt: skip
+                        t = t.to(dtype=m.dtype, device=m.device)
+                        if ref is not None:
+                            if k == 0:
+                                ref_eff[gi, r0:r1, a] = t[:, -1]
+                            t = t[:, :-1]
+                        m_eff[k, gi, r0:r1, c0 : c0 + tc] = t
         return m_eff, ref_eff
 
     def expand_ref(self, ref: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """Per-array reference values (on axis ``dim``) broadcast to the columns they serve."""
         ref = ref.repeat_interleave(self.config.crossbar.tile_cols, dim=dim)
-        return ref.narrow(dim, 0, self.out_features)
+        return ref.narrow(dim, 0, self.cols)
 
     def _require_programmed(self) -> None:
         if not self.programmed:
             raise NotProgrammedError("tile read before program(); call .program() first")
 
     # ------------------------------------------------------------------ reading
-    @property
-    def row_blocks(self) -> int:
-        return math.ceil(self.in_features / self.config.crossbar.tile_rows)
-
     def read(
         self,
         x: torch.Tensor,
@@ -356,165 +458,254 @@ class AnalogTile:
         bias: torch.Tensor | None = None,
         apply_dac: bool = True,
     ) -> torch.Tensor:
-        """One analog read of every row of ``x`` (B, in) -> (B, out), plus a digital bias.
+        """One analog read: ``x`` is ``(B, in)`` or ``(B, C_in, *spatial)`` as the product
+        takes it; returns ``(B, out[, *out_spatial])`` plus a digital ``bias``.
 
-        ``apply_dac=False`` is for callers that quantised the inputs already.
+        Every output (every position of a convolution) is one read of the arrays with fresh
+        noise. ``apply_dac=False`` is for callers that quantised the inputs already.
         """
         self._require_programmed()
-        if x.dim() != 2 or x.shape[1] != self.in_features:
-            raise ValueError(
-                f"input must have shape (batch, {self.in_features}), got {tuple(x.shape)}"
-            )
+        n_in = self.kernel_rows * self.groups // self.product.unit
+        if x.dim() != 2 + self.product.dims or x.shape[1] != n_in:
+            kind = "(batch, {})" if not self.product.dims else "(batch, {}, *spatial)"
+            raise ValueError(f"input must have shape {kind.format(n_in)}, got {tuple(x.shape)}")
         conv = self.config.converter
         x = x.to(self.w_mean.dtype)
         if conv.dac_bits is not None and apply_dac:
             x = self.dac(x)
-        blocked = conv.adc_bits is not None and self.row_blocks > 1
+        adc = conv.adc_bits is not None
         if self.config.read_noise_mode == "sample" and self.noisy:
-            y = self._read_sampled(x, generator, blocked)
-        elif blocked:
-            y = self._read_moment_blocks(x, generator)
-        elif conv.adc_bits is None:
-            return self._read_moment(x, generator, bias)
+            y = self._read_sampled(x, generator, adc)
+        elif adc and self.row_blocks > 1:
+            y = self.adc(self._read_blocks(x, generator))
         else:
             y = self._read_moment(x, generator)
-        if conv.adc_bits is not None:
-            y = self.adc(y if blocked else y.unsqueeze(0)).sum(0)
+            if adc:
+                y = self.adc(self._as_partials(y))
         if bias is not None:
-            y = y + bias
+            y = y + bias.view(1, -1, *([1] * self.product.dims))
         return y
 
-    def _read_moment(
-        self, x: torch.Tensor, generator: torch.Generator | None, bias: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        y = F.linear(x, self.w_mean_t, bias)
-        if not self.noisy:
-            return y
-        eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-        if self.var_const is not None:  # Var[W] constant: the second matmul is |x|^2
-            std = torch.linalg.vector_norm(x, dim=1, keepdim=True).mul_(math.sqrt(self.var_const))
-            x2 = None
-        else:
-            x2 = x.square()
-            std = F.linear(x2, self.w_var_t).sqrt_()
-        y.addcmul_(std, eps)
-        if self.ref_var is not None:
-            y -= self.ref_noise(x.square() if x2 is None else x2, generator)
-        return y
+    def _bias_view(self, b: torch.Tensor) -> torch.Tensor:
+        return b.view(1, -1, *([1] * self.product.dims))
 
-    def ref_noise(self, x2: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Noise of the shared reference column(s): common to all columns of one array."""
-        std = (x2 @ self.ref_var).sqrt_()  # (B, n_arrays)
-        eps = torch.randn(std.shape, generator=generator, dtype=std.dtype, device=std.device)
-        return self.expand_ref(std * eps)
+    def _randn(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
-    def _blocks(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in) -> (nb, B, tile_rows), zero-padded: zero inputs draw no current."""
-        tr, nb = self.config.crossbar.tile_rows, self.row_blocks
-        x = F.pad(x, (0, nb * tr - self.in_features))
-        return x.view(x.shape[0], nb, tr).transpose(0, 1)
-
-    def _wblocks(self, w: torch.Tensor) -> torch.Tensor:
-        """(in, cols) -> (nb, tile_rows, cols), zero-padded."""
-        tr, nb = self.config.crossbar.tile_rows, self.row_blocks
-        return F.pad(w, (0, 0, 0, nb * tr - self.in_features)).view(nb, tr, w.shape[1])
-
-    def _row_slices(self) -> list[slice]:
-        tr = self.config.crossbar.tile_rows
-        return [slice(s, min(s + tr, self.in_features)) for s in range(0, self.in_features, tr)]
-
-    def _block_matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """(B, in) @ (in, cols) kept per row-block: (nb, B, cols). One matmul per block on a
-        strided view of ``x``: no padded copy, no wasted products on padding."""
-        slices = self._row_slices()
-        out = x.new_empty(len(slices), x.shape[0], w.shape[1])
-        for i, sl in enumerate(slices):
-            torch.mm(x[:, sl], w[sl], out=out[i])
-        return out
-
-    def _read_moment_blocks(self, x: torch.Tensor, generator: torch.Generator | None):
-        y = self._block_matmul(x, self.w_mean)
+    def _read_moment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Whole-array read by the moment identity: (B, out, *spatial)."""
+        p = self.product
+        y = p.apply(x, self._rw_mean)
+        if self._rb_mean is not None:
+            y = y + self._bias_view(self._rb_mean)
         if not self.noisy:
             return y
         x2 = x.square()
-        if self.var_const is not None:
-            sums = [x2[:, sl].sum(1, keepdim=True) for sl in self._row_slices()]
-            std = torch.stack(sums).mul_(self.var_const).sqrt_()
+        if self.var_const is not None:  # Var[W] constant: a channel sum of x**2
+            s = p.channel_sums(x2)  # (B, G, *o)
+            if self.bias_row:
+                s = s + 1.0
+            s = s.unsqueeze(2).expand(s.shape[0], self.groups, self.cols, *s.shape[2:])
+            std = s.reshape(y.shape).mul(self.var_const).sqrt_()
         else:
-            std = self._block_matmul(x2, self.w_var).sqrt_()
-        eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-        y.addcmul_(std, eps)
+            var = p.apply(x2, self._rw_var)
+            if self._rb_var is not None:
+                var = var + self._bias_view(self._rb_var)
+            std = var.sqrt_()
+        y = y.addcmul_(std, self._randn(y, generator))
         if self.ref_var is not None:
-            rstd = self._block_matmul(x2, self.ref_var).sqrt_()
-            reps = torch.randn(rstd.shape, generator=generator, dtype=y.dtype, device=y.device)
-            y = y - self.expand_ref(rstd * reps)
+            y = y - self._ref_noise(x2, generator)
         return y
 
-    def _read_sampled(self, x: torch.Tensor, generator: torch.Generator | None, blocked: bool):
-        """Explicit per-device noise, fresh for every input row (the oracle; slow)."""
-        signs = torch.tensor([1.0, -1.0][: self.g.shape[0]]).view(-1, 1, 1)
+    def _ref_noise(self, x2: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Noise of the shared reference column(s): common to all columns of one array."""
+        var = self.product.apply(x2, self._rw_ref)  # (B, G*n_ca, *o)
+        if self._rb_ref is not None:
+            var = var + self._bias_view(self._rb_ref)
+        noise_ = var.sqrt_().mul_(self._randn(var, generator))
+        b, sp = noise_.shape[0], noise_.shape[2:]
+        noise_ = noise_.view(b, self.groups, self.col_blocks, *sp)
+        return self.expand_ref(noise_, dim=2).reshape(b, self.out_features, *sp)
+
+    def _as_partials(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, out, *o) -> (B, G, 1, cols, *o): one row array's partial sums."""
+        return y.view(y.shape[0], self.groups, 1, self.cols, *y.shape[2:])
+
+    def _block_setup(self) -> dict:
+        """Per-array inputs and weights for partial sums as one grouped product (cached).
+
+        Array ``j`` of group ``g`` sees the input channels its rows come from (``L`` channels,
+        padded with a zero channel); its weight holds its rows at their places in those
+        channels' kernels and zeros elsewhere (boundary channels of a split kernel appear in
+        both arrays, each with its own rows).
+        """
+        if self._blocks_cache is not None:
+            return self._blocks_cache
+        p, parts, unit = self.product, self.partition(), self.product.unit
+        k, g_n, cg = self.kernel_rows, self.groups, self.kernel_rows // unit
+        spans = [
+            (s // unit, (max(e, s + 1) - 1) // unit + 1) if s < k else (0, 0) for s, e in parts
+        ]
+        spans = [(c0, min(c1, cg)) for c0, c1 in spans]
+        width = max(1, max(c1 - c0 for c0, c1 in spans))
+        zero = g_n * cg  # index of the appended zero channel
+        idx = []
+        for gi in range(g_n):
+            for c0, c1 in spans:
+                ch = [gi * cg + c for c in range(c0, c1)]
+                idx += ch + [zero] * (width - len(ch))
+        dvc = self.w_mean.device
+
+        def weights(m: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+            if m is None:
+                return None, None
+            cols = m.shape[2]
+            out = m.new_zeros(g_n, len(parts), width * unit, cols)
+            bias = m.new_zeros(g_n, len(parts), cols) if self.bias_row else None
+            for j, ((s, e), (c0, _)) in enumerate(zip(parts, spans, strict=True)):
+                ke = min(e, k)
+                if ke > s:
+                    out[:, j, s - c0 * unit : ke - c0 * unit] = m[:, s:ke]
+                if self.bias_row and e > k:
+                    bias[:, j] = m[:, k]
+            w = out.permute(0, 1, 3, 2).reshape(-1, width * unit)
+            return p.kernel_weight(w.contiguous()), bias
+
+        aligned = all(s % unit == 0 and (min(e, k) % unit == 0) for s, e in parts)
+        cache = {
+            "idx": torch.tensor(idx, device=dvc),
+            "groups": g_n * len(parts),
+            "mean": weights(self.w_mean),
+            "var": weights(self.w_var),
+            "ref": weights(self.ref_var),
+            "aligned": aligned,
+        }
+        if self.var_const is not None and not aligned:  # aligned: channel sums, as unblocked
+            cache["var"] = weights(self.w_mean.new_full(self.w_mean.shape, self.var_const))
+        self._blocks_cache = cache
+        return cache
+
+    def _read_blocks(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Partial sums of every row array: (B, G, n_arrays, cols, *o)."""
+        c = self._block_setup()
+        p, nb, b = self.product, self.row_blocks, x.shape[0]
+        xz = torch.cat([x, x.new_zeros(b, 1, *x.shape[2:])], dim=1)
+        xb = xz.index_select(1, c["idx"])
+
+        def partial(w_b: tuple, inp: torch.Tensor, cols: int) -> torch.Tensor:
+            w, bias = w_b
+            y = p.apply(inp, w, c["groups"])
+            y = y.view(b, self.groups, nb, cols, *y.shape[2:])
+            if bias is not None:
+                y = y + bias.view(1, self.groups, nb, cols, *([1] * p.dims))
+            return y
+
+        y = partial(c["mean"], xb, self.cols)
+        if not self.noisy:
+            return y
+        x2 = xb.square()
+        if self.var_const is not None and c["aligned"]:
+            s = p.channel_sums(x2, c["groups"])  # (B, G*nb, *o)
+            s = s.view(b, self.groups, nb, 1, *s.shape[2:])
+            if self.bias_row:
+                has_bias = torch.zeros(nb, dtype=s.dtype, device=s.device)
+                has_bias[-1] = 1.0
+                s = s + has_bias.view(1, 1, nb, 1, *([1] * p.dims))
+            std = s.mul(self.var_const).sqrt_().expand_as(y)
+        else:
+            std = partial(c["var"], x2, self.cols).sqrt_()
+        y = y.addcmul_(std, self._randn(y, generator))
+        if self.ref_var is not None:
+            rs = partial(c["ref"], x2, self.col_blocks).sqrt_()
+            rs = rs.mul_(self._randn(rs, generator))
+            y = y - self.expand_ref(rs, dim=3)
+        return y
+
+    def _read_sampled(
+        self, x: torch.Tensor, generator: torch.Generator | None, per_array: bool
+    ) -> torch.Tensor:
+        """Explicit per-device noise, fresh for every read (the oracle; slow). With
+        ``per_array`` returns digitised partial sums summed, else the plain read."""
+        p, gn = self.product, self.groups
+        b = x.shape[0]
+        sizes = p.out_sizes(tuple(x.shape[2:])) if p.dims else ()
+        rows = p.im2col(x).reshape(-1, gn, self.kernel_rows)  # (N, G, k)
+        if self.bias_row:
+            rows = torch.cat([rows, rows.new_ones(rows.shape[0], gn, 1)], dim=2)
+        signs = torch.tensor([1.0, -1.0][: self.g.shape[0]], dtype=x.dtype, device=x.device)
+        signs = signs.view(1, -1, 1, 1, 1)
         per = max(1, int(2e7 // max(1, self.g.numel())))
+        parts = self.partition()
         outs = []
-        for start in range(0, x.shape[0], per):
-            xc = x[start : start + per]
-            b = xc.shape[0]
-            g = self._sample_devices(self.g, b, self._bounds, self._alive, generator)
-            w = (g * signs).sum(1)  # (b, in, out)
+        for start in range(0, rows.shape[0], per):
+            xc = rows[start : start + per]
+            n = xc.shape[0]
+            g = self._sample_devices(self.g, n, self._bounds, "dead", generator)
+            w = (g * signs).sum(1)  # (n, G, rows, cols)
             if self.g_ref is not None:
-                r = self._sample_devices(
-                    self.g_ref, b, self._bounds_ref, self._alive_ref, generator
-                )
+                r = self._sample_devices(self.g_ref, n, self._bounds_ref, "dead_ref", generator)
                 w = w - self.expand_ref(r)
             w = w * (self.scale * self.compensation)
-            if blocked:
-                wb = torch.stack([self._wblocks(wi) for wi in w], 1)  # (nb, b, tr, out)
-                outs.append(torch.einsum("nbt,nbto->nbo", self._blocks(xc), wb))
+            if per_array:
+                ys = [torch.einsum("ngr,ngrc->ngc", xc[:, :, s:e], w[:, :, s:e]) for s, e in parts]
+                outs.append(torch.stack(ys, dim=2))  # (n, G, nb, cols)
             else:
-                outs.append(torch.einsum("bi,bio->bo", xc, w))
-        return torch.cat(outs, dim=1 if blocked else 0)
+                outs.append(torch.einsum("ngr,ngrc->ngc", xc, w).reshape(n, -1))
+        y = torch.cat(outs)
+        if per_array:
+            y = self.adc(y).reshape(y.shape[0], -1)
+        return p.fold(y, b, sizes)
 
     def _sample_devices(
         self,
         g: torch.Tensor,
-        b: int,
+        n: int,
         bounds: tuple[noise.Bound, noise.Bound],
-        alive: torch.Tensor | None,
+        dead_name: str,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """``b`` independent reads of every device: Gaussian (read + 1/f) noise, telegraph
+        """``n`` independent reads of every device: Gaussian (read + 1/f) noise, telegraph
         noise as a Bernoulli step, clip, open devices at 0."""
         tn = self.config.device.telegraph_noise
-        out = g.expand(b, *g.shape)
+        out = g.expand(n, *g.shape)
         std = self._gauss_std(g)
         if std is not None:
             out = noise.add_gaussian(out, std.expand_as(out), generator)
         if tn.active:
             shift = noise.telegraph_shift(g, tn.kind, tn.delta).expand_as(out)
             out = noise.add_telegraph(out, shift, tn.p, generator)
-        return self._mask(noise.clip_to(out, *bounds), alive)
+        return self._mask(noise.clip_to(out, *bounds), dead_name)
 
     # ------------------------------------------------------------------ converters
     def dac(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.config.converter
-        if self._dac_range is None:
-            self._dac_range = (
+        if self.dac_range is None:
+            self.dac_range = (
                 converters.calibrated_range(x)
                 if conv.dac_range == "auto"
-                else torch.tensor(float(conv.dac_range))
+                else torch.tensor(float(conv.dac_range), dtype=x.dtype, device=x.device)
             )
-        return converters.quantize_symmetric(x, conv.dac_bits, self._dac_range)
+        return converters.quantize_symmetric(x, conv.dac_bits, self.dac_range)
 
     def adc(self, y: torch.Tensor) -> torch.Tensor:
-        """Quantise partial sums (nb, B, out) with one range per array row-block."""
+        """Digitise partial sums ``(B, G, n_arrays, cols, *o)`` with one range per row array of
+        each group, then add them digitally: ``(B, out, *o)``."""
         conv = self.config.converter
-        if self._adc_range is None:
-            self._adc_range = (
-                converters.calibrated_range(y, dims=(1, 2))
+        b, sp = y.shape[0], y.shape[4:]
+        if self.adc_range is None:
+            self.adc_range = (
+                converters.calibrated_range(y, dims=(0, 3, *range(4, y.dim()))).reshape(
+                    y.shape[1], y.shape[2]
+                )
                 if conv.adc_range == "auto"
-                else torch.tensor(float(conv.adc_range))
+                else torch.tensor(float(conv.adc_range), dtype=y.dtype, device=y.device)
             )
-        return converters.quantize_symmetric(y, conv.adc_bits, self._adc_range)
+        r = self.adc_range
+        if r.dim():
+            r = r.view(1, *r.shape, 1, *([1] * len(sp)))
+        q = converters.quantize_symmetric(y, conv.adc_bits, r)
+        return q.sum(2).reshape(b, self.out_features, *sp)
 
     def reset_calibration(self) -> None:
         """Forget auto-calibrated converter ranges; the next read calibrates again."""
-        self._dac_range = self._adc_range = None
+        self.dac_range = self.adc_range = None

@@ -19,13 +19,15 @@ def draw_nu(
     nu_std: float,
     generator: torch.Generator | None,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Per-device drift exponents ``N(nu, nu_std)``, clipped at 0 (conductance never grows)."""
     if nu < 0 or nu_std < 0:
         raise ValueError(f"drift nu and nu_std must be >= 0, got {nu}, {nu_std}")
     if nu_std == 0:
-        return torch.full(shape, nu, dtype=dtype)
-    return (nu + nu_std * torch.randn(shape, generator=generator, dtype=dtype)).clamp_min(0.0)
+        return torch.full(shape, nu, dtype=dtype, device=device)
+    eps = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    return (nu + nu_std * eps).clamp_min(0.0)
 
 
 def drift(g0: torch.Tensor, nu: torch.Tensor, t: float, t0: float = 1.0) -> torch.Tensor:

@@ -45,6 +45,7 @@ def dead_line_mask(
     rate_rows: float,
     rate_cols: float,
     generator: torch.Generator | None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor | None:
     """Boolean ``(rows, cols)`` mask of devices on dead lines, or ``None`` if both rates are 0.
 
@@ -56,13 +57,13 @@ def dead_line_mask(
             raise ValueError(f"{name} must be in [0, 1], got {r}")
     if rate_rows == 0 and rate_cols == 0:
         return None
-    dead = torch.zeros(rows, cols, dtype=torch.bool)
+    dead = torch.zeros(rows, cols, dtype=torch.bool, device=device)
     if rate_rows > 0:
         n_col_arrays = math.ceil(cols / tile_cols)
-        u = torch.rand(rows, n_col_arrays, generator=generator)
+        u = torch.rand(rows, n_col_arrays, generator=generator, device=device)
         dead |= (u < rate_rows).repeat_interleave(tile_cols, dim=1)[:, :cols]
     if rate_cols > 0:
         n_row_arrays = math.ceil(rows / tile_rows)
-        u = torch.rand(n_row_arrays, cols, generator=generator)
+        u = torch.rand(n_row_arrays, cols, generator=generator, device=device)
         dead |= (u < rate_cols).repeat_interleave(tile_rows, dim=0)[:rows]
     return dead

@@ -46,13 +46,13 @@ def quantize_to(g: torch.Tensor, levels: Sequence[float] | torch.Tensor) -> torc
 
     Values beyond the extreme levels go to those levels.
     """
-    lv = torch.as_tensor(levels, dtype=torch.float64).flatten()
+    lv = torch.as_tensor(levels, dtype=torch.float64, device=g.device).flatten()
     if lv.numel() < 1 or bool((lv[1:] <= lv[:-1]).any()):
         raise ValueError("levels must be strictly increasing")
     if lv.numel() == 1:
         return torch.full_like(g, float(lv[0]))
     mid = (lv[1:] + lv[:-1]) / 2
-    idx = torch.bucketize(g.detach().double(), mid, right=True)
+    idx = torch.bucketize(g.detach().double(), mid, right=True)  # float64 ties, exactly
     return lv[idx].to(g.dtype)
 
 

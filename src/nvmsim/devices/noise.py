@@ -216,6 +216,23 @@ def _Phi(z: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-z / _SQRT2)
 
 
+_FAR = 12.0  # Phi(-12) ~ 2e-33: a bound this many stds away changes nothing in float64
+
+
+def _far_from(mu: torch.Tensor, std: torch.Tensor, lo: Bound, hi: Bound) -> torch.Tensor | None:
+    """Devices whose bounds are more than ``_FAR`` stds away (moments are those of the
+    Gaussian itself), or ``None`` when the bounds are not plain broadcastable values."""
+    far = torch.ones_like(mu, dtype=torch.bool)
+    reach = _FAR * std
+    for bound, side in ((lo, 1.0), (hi, -1.0)):
+        if not _is_tensor_or_finite(bound, -side * math.inf):
+            continue
+        if isinstance(bound, torch.Tensor) and bound.shape != mu.shape:
+            return None
+        far &= side * (mu - bound) > reach
+    return far
+
+
 def censored_moments(
     mu: torch.Tensor, std: torch.Tensor, lo: Bound, hi: Bound
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,6 +241,19 @@ def censored_moments(
     ``lo`` / ``hi`` may be infinite, or finite per-device tensors. With ``std == 0`` the result
     is ``clamp(mu)`` and 0.
     """
+    mu, std = torch.broadcast_tensors(mu, std)
+    far = _far_from(mu, std, lo, hi)
+    if far is not None:
+        if bool(far.all()):
+            return mu.clone(), std.square()
+        if bool(far.any()):  # closed form only where a bound is within reach
+            near = ~far
+            lo_n = lo[near] if isinstance(lo, torch.Tensor) else lo
+            hi_n = hi[near] if isinstance(hi, torch.Tensor) else hi
+            m_n, v_n = censored_moments(mu[near], std[near], lo_n, hi_n)
+            mean, var = mu.clone(), std.square()
+            mean[near], var[near] = m_n, v_n
+            return mean, var
     dtype = mu.dtype
     mu64, s64 = torch.broadcast_tensors(mu.double(), std.double())
     safe = torch.where(s64 > 0, s64, torch.ones_like(s64))

@@ -118,8 +118,12 @@ def save_checkpoint(
         "sha256": _digest(tensors),
         "info": json.dumps(info),
     }
-    data = _st_save(tensors, metadata=metadata)
+    return atomic_write(path, _st_save(tensors, metadata=metadata))
 
+
+def atomic_write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over
+    ``path``: readers see the old file or the new one, never half of one."""
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:

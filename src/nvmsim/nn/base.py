@@ -5,33 +5,48 @@ from __future__ import annotations
 import torch
 
 from nvmsim.config import AnalogConfig
+from nvmsim.crossbar.products import Product
 from nvmsim.crossbar.tile import AnalogTile
 
 
 class AnalogMixin:
-    """Holds an :class:`AnalogTile`; programs it from ``self.weight`` when needed.
+    """Holds an :class:`AnalogTile` (a submodule ``tile`` whose buffers are not persistent, so
+    ``state_dict`` keeps torch's keys); programs it from ``self.weight`` when needed.
 
     The programming draw comes from a generator seeded with ``seed`` (so ``program()`` is
-    reproducible); read noise comes from ``self.generator``, seeded with ``seed + 1``.
+    reproducible); read noise comes from ``self.generator``, seeded with ``seed + 1``, on the
+    layer's device (moving the layer to another device restarts that stream from its seed).
     Changing the weights in place (an optimiser step, ``load_state_dict``) reprograms the
-    tile before the next forward pass.
+    tile before the next forward pass; moving or casting the layer does not.
     """
 
     weight: torch.Tensor
     bias: torch.Tensor | None
 
-    def _init_analog(self, config: AnalogConfig | None, seed: int | None) -> None:
+    def _init_analog(self, config: AnalogConfig | None, seed: int | None, product: Product) -> None:
         self.config = config or AnalogConfig()
         self.seed = self.config.seed if seed is None else int(seed)
-        self.tile = AnalogTile(self.config)
-        self.generator = torch.Generator().manual_seed(self.seed + 1)
+        self.tile = AnalogTile(self.config, product, bias_row=self._analog_bias())
+        self.generator = torch.Generator(device=self.weight.device).manual_seed(self.seed + 1)
         self._programmed_version: tuple[int, int] | None = None
+
+    @classmethod
+    def from_torch(cls, layer, config: AnalogConfig | None = None, seed: int | None = None):
+        """Analog copy of a torch layer (same arguments, weights, device and dtype), programmed."""
+        w = layer.weight
+        new = cls(*cls._torch_args(layer), device=w.device, dtype=w.dtype, config=config, seed=seed)
+        with torch.no_grad():
+            new.weight.copy_(layer.weight)
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias)
+        new.train(layer.training)
+        return new.program()
 
     def _analog_bias(self) -> bool:
         return self.bias is not None and self.config.crossbar.bias == "analog"
 
     def _matrix(self) -> torch.Tensor:
-        """The (out, in) matrix that goes onto the crossbar (bias as a last column if analog)."""
+        """The (out, rows) matrix that goes onto the crossbar (bias as a last row if analog)."""
         w = self.weight.detach().reshape(self.weight.shape[0], -1)
         if self._analog_bias():
             w = torch.cat([w, self.bias.detach().unsqueeze(1)], dim=1)
@@ -44,7 +59,7 @@ class AnalogMixin:
     def program(self, generator: torch.Generator | None = None):
         """Draw programming error, quantisation and faults once; returns ``self``."""
         if generator is None:
-            generator = torch.Generator().manual_seed(self.seed)
+            generator = torch.Generator(device=self.weight.device).manual_seed(self.seed)
         w = self._matrix()
         if not torch.isfinite(w).all():
             raise ValueError(f"{type(self).__name__}: weights contain NaN or inf")
@@ -68,3 +83,15 @@ class AnalogMixin:
 
     def _digital_bias(self) -> torch.Tensor | None:
         return None if self.bias is None or self._analog_bias() else self.bias.detach()
+
+    def _apply(self, fn, recurse: bool = True):
+        current = self._programmed_version == self._version()
+        super()._apply(fn, recurse)  # type: ignore[misc]
+        if self.generator.device != self.weight.device:
+            self.generator = torch.Generator(device=self.weight.device).manual_seed(self.seed + 1)
+        if current:  # a move or cast is not a new weight: keep the programmed chip
+            self._programmed_version = self._version()
+        return self
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", device={self.config.device.name}"  # type: ignore[misc]

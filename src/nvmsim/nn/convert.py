@@ -1,17 +1,72 @@
-"""``convert()``: an analog copy of any module tree; helpers that act on all analog layers."""
+"""``convert()``: an analog copy of any module tree, by a conversion map; helpers that act on
+all analog layers.
+
+The map sends torch layer types to analog ones (``Linear``, ``Conv1d/2d/3d`` by default;
+:func:`register` adds more). Lookup follows the module's class hierarchy, so subclasses of a
+mapped type convert too, except inside modules that read their children's weights
+functionally (``nn.MultiheadAttention`` reads ``out_proj.weight`` in its forward; the fast
+path of ``nn.TransformerEncoderLayer`` reads its linears' weights): their subtrees are never
+converted, because an analog layer there would be bypassed. Every module with parameters that
+stays digital is reported (``on_unconverted``), except normalisation layers, which are digital
+periphery by design.
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import fnmatch
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import torch
 from torch import nn
 
 from nvmsim.config import AnalogConfig
 from nvmsim.nn.base import AnalogMixin
-from nvmsim.nn.conv import AnalogConv2d
+from nvmsim.nn.conv import AnalogConv1d, AnalogConv2d, AnalogConv3d
 from nvmsim.nn.linear import AnalogLinear
+
+CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Linear: AnalogLinear,
+    nn.Conv1d: AnalogConv1d,
+    nn.Conv2d: AnalogConv2d,
+    nn.Conv3d: AnalogConv3d,
+}
+
+#: Modules whose forward reads their children's parameters directly: never descended into.
+FUNCTIONAL_OWNERS: list[type[nn.Module]] = [nn.MultiheadAttention, nn.TransformerEncoderLayer]
+
+#: Digital periphery by design: never reported as unconverted.
+DIGITAL_BY_DESIGN: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm,
+    nn.LocalResponseNorm,
+)  # fmt: skip
+
+OnUnconverted = Literal["warn", "error", "ignore"]
+
+
+class UnconvertedError(ValueError):
+    """A module with parameters stays digital and ``on_unconverted="error"`` was asked."""
+
+
+def register(torch_type: type[nn.Module], analog_type: type[nn.Module]) -> None:
+    """Convert ``torch_type`` (and its subclasses) into ``analog_type`` from now on.
+
+    ``analog_type`` must be an analog layer with ``from_torch(module, config, seed)``.
+    """
+    if not (isinstance(torch_type, type) and issubclass(torch_type, nn.Module)):
+        raise TypeError(f"torch_type must be an nn.Module class, got {torch_type!r}")
+    if not (isinstance(analog_type, type) and issubclass(analog_type, AnalogMixin)):
+        raise TypeError(f"analog_type must be an analog layer class, got {analog_type!r}")
+    CONVERSION_MAP[torch_type] = analog_type
+
+
+def _analog_type(m: nn.Module) -> type[nn.Module] | None:
+    for cls in type(m).__mro__:
+        if cls in CONVERSION_MAP:
+            return CONVERSION_MAP[cls]
+    return None
 
 
 def _layer_seeds(base: int, n: int) -> list[int]:
@@ -20,28 +75,76 @@ def _layer_seeds(base: int, n: int) -> list[int]:
     return [int(s) for s in torch.randint(0, 2**62, (n,), generator=g)]
 
 
-def convert(model: nn.Module, config: AnalogConfig | None = None) -> nn.Module:
-    """Analog copy of ``model``: every ``Linear``/``Conv2d`` becomes an analog layer.
+def _excluded(name: str, m: nn.Module, exclude: Iterable[str | type]) -> bool:
+    for e in exclude:
+        if isinstance(e, str):
+            if name == e or fnmatch.fnmatchcase(name, e) or name.startswith(e + "."):
+                return True
+        elif isinstance(m, e):
+            return True
+    return False
+
+
+def _plan(model: nn.Module, exclude: tuple) -> tuple[list[tuple[str, nn.Module, type]], list[str]]:
+    """(modules to convert, names of modules with parameters that stay digital)."""
+    targets, digital = [], []
+
+    def visit(name: str, m: nn.Module) -> None:
+        if isinstance(m, AnalogMixin):
+            return
+        if _excluded(name, m, exclude):
+            return
+        kind = _analog_type(m)
+        if kind is not None and not isinstance(m, tuple(FUNCTIONAL_OWNERS)):
+            targets.append((name, m, kind))
+            return
+        if isinstance(m, tuple(FUNCTIONAL_OWNERS)):
+            if any(True for _ in m.parameters()):
+                digital.append(name or type(m).__name__)
+            return
+        if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, DIGITAL_BY_DESIGN):
+            digital.append(name or type(m).__name__)
+        for child_name, child in m.named_children():
+            visit(f"{name}.{child_name}" if name else child_name, child)
+
+    visit("", model)
+    return targets, digital
+
+
+def convert(
+    model: nn.Module,
+    config: AnalogConfig | None = None,
+    *,
+    exclude: Iterable[str | type[nn.Module]] = (),
+    on_unconverted: OnUnconverted = "warn",
+) -> nn.Module:
+    """Analog copy of ``model``: every module in the conversion map becomes an analog layer.
 
     The original is untouched. Layers are programmed at once, each with its own seed derived
     from ``config.seed``, so the same config gives the same device instance every time.
+    ``exclude`` keeps modules (and their subtrees) digital by name (exact, prefix or glob) or
+    type. Modules with parameters that stay digital otherwise are named in a warning
+    (``on_unconverted="warn"``), an :class:`UnconvertedError` (``"error"``) or not at all.
     """
+    if on_unconverted not in ("warn", "error", "ignore"):
+        raise ValueError(
+            f"on_unconverted must be 'warn', 'error' or 'ignore', got {on_unconverted!r}"
+        )
     config = config or AnalogConfig()
+    exclude = tuple(exclude)
     new = copy.deepcopy(model)
-    targets = [
-        (name, m)
-        for name, m in new.named_modules()
-        if isinstance(m, nn.Linear | nn.Conv2d) and not isinstance(m, AnalogMixin)
-    ]
+    targets, digital = _plan(new, exclude)
+    if digital and on_unconverted != "ignore":
+        msg = f"{len(digital)} module(s) with parameters stay digital: {', '.join(digital)}"
+        if on_unconverted == "error":
+            raise UnconvertedError(msg)
+        warnings.warn(msg, UserWarning, stacklevel=2)
     seeds = _layer_seeds(config.seed, len(targets))
-    for (name, m), seed in zip(targets, seeds, strict=True):
-        if isinstance(m, nn.Conv2d):
-            if m.groups != 1:
-                raise ValueError(f"layer {name!r}: AnalogConv2d supports groups=1 only")
-            analog = AnalogConv2d.from_conv(m, config, seed)
-        else:
-            analog = AnalogLinear.from_linear(m, config, seed)
-        analog.train(m.training)
+    for (name, m, kind), seed in zip(targets, seeds, strict=True):
+        try:
+            analog = kind.from_torch(m, config, seed)
+        except ValueError as err:
+            raise ValueError(f"layer {name or type(m).__name__!r}: {err}") from None
         if name == "":
             return analog
         parent_name, _, child = name.rpartition(".")

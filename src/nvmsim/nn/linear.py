@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from nvmsim.config import AnalogConfig
+from nvmsim.crossbar.products import Product
 from nvmsim.nn.base import AnalogMixin
 
 
@@ -27,20 +28,17 @@ class AnalogLinear(AnalogMixin, nn.Linear):
         seed: int | None = None,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self._init_analog(config, seed)
+        self._init_analog(config, seed, Product())
+
+    @staticmethod
+    def _torch_args(layer: nn.Linear) -> tuple:
+        return (layer.in_features, layer.out_features, layer.bias is not None)
 
     @classmethod
     def from_linear(
         cls, layer: nn.Linear, config: AnalogConfig | None = None, seed: int | None = None
     ) -> AnalogLinear:
-        new = cls(
-            layer.in_features, layer.out_features, layer.bias is not None, config=config, seed=seed
-        )
-        with torch.no_grad():
-            new.weight.copy_(layer.weight)
-            if layer.bias is not None:
-                new.bias.copy_(layer.bias)
-        return new.program()
+        return cls.from_torch(layer, config, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._ensure_programmed()
@@ -50,13 +48,5 @@ class AnalogLinear(AnalogMixin, nn.Linear):
                 f"got shape {tuple(x.shape)}"
             )
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features).to(self.tile.w_mean.dtype)
-        if self.config.converter.dac_bits is not None:
-            x2 = self.tile.dac(x2)
-        if self._analog_bias():  # the bias row is driven at a constant 1, not through the DAC
-            x2 = torch.cat([x2, x2.new_ones(x2.shape[0], 1)], dim=1)
-        y = self.tile.read(x2, self.generator, bias=self._digital_bias(), apply_dac=False)
+        y = self.tile.read(x.reshape(-1, self.in_features), self.generator, self._digital_bias())
         return y.reshape(*lead, self.out_features)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", device={self.config.device.name}"

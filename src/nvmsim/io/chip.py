@@ -1,0 +1,142 @@
+"""A programmed chip instance in one safetensors file: re-read a result on the same chip.
+
+``save_chip(model, path)`` writes a converted model's weights (its ``state_dict``), every
+analog layer's programmed state (conductances, range factors, dead-line masks, drift
+exponents, calibrated converter ranges, drift time) and its read-noise generator state.
+``load_chip(model, path)`` puts them back into a model of the same architecture converted with
+the same config: it then reads bit-identically to the saved one, read-noise stream included.
+Derived read tensors are recomputed on load, not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as _st_save
+from torch import nn
+
+from nvmsim.crossbar.tile import SCALARS, STATE
+from nvmsim.io.checkpoint import atomic_write
+from nvmsim.nn.base import AnalogMixin
+
+FORMAT = "nvmsim-chip"
+FORMAT_VERSION = "1"
+_MODEL, _TILE, _GEN = "model/", "tile/", "generator/"
+
+
+class ChipError(ValueError):
+    """A chip file that cannot be written, read, or loaded into its model."""
+
+
+def _layers(model: nn.Module) -> dict[str, AnalogMixin]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, AnalogMixin)}
+
+
+def save_chip(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model``'s weights and every analog layer's programmed state to ``path``."""
+    path = Path(path)
+    layers = _layers(model)
+    if not layers:
+        raise ChipError(f"{path}: the model has no analog layer; convert it first")
+    tensors = {
+        _MODEL + k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
+    }
+    meta_layers = {}
+    for name, layer in layers.items():
+        layer._ensure_programmed()
+        tile = layer.tile
+        for b in STATE:
+            t = getattr(tile, b)
+            if t is not None:
+                tensors[f"{_TILE}{name}/{b}"] = t.detach().cpu().contiguous().clone()
+        tensors[f"{_GEN}{name}"] = layer.generator.get_state().cpu().clone()
+        meta_layers[name] = {
+            "scalars": {s: getattr(tile, s) for s in SCALARS},
+            "config": layer.config.model_dump(mode="json"),
+            "generator_device": layer.generator.device.type,
+        }
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "layers": json.dumps(meta_layers),
+    }
+    return atomic_write(path, _st_save(tensors, metadata=metadata))
+
+
+def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a chip saved by :func:`save_chip` into ``model`` (same architecture, converted with
+    the same config); returns ``model``. Nothing is changed when the file does not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise ChipError(f"{path}: no such chip file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise ChipError(f"{path}: not an nvmsim chip file (no {FORMAT!r} metadata)")
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise ChipError(
+                    f"{path}: chip format version {meta.get('format_version')!r} "
+                    f"is not supported (this nvmsim reads {FORMAT_VERSION})"
+                )
+            saved = json.loads(meta["layers"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, RuntimeError, KeyError, json.JSONDecodeError) as e:
+        raise ChipError(f"{path}: not a readable chip file (truncated or corrupted?): {e}") from e
+    layers = _layers(model)
+    if set(saved) != set(layers):
+        raise ChipError(
+            f"{path}: analog layers {sorted(saved)} do not match the model's {sorted(layers)}"
+        )
+    state = {k[len(_MODEL) :]: v for k, v in tensors.items() if k.startswith(_MODEL)}
+    expected = model.state_dict()
+    bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
+    if bad or set(state) != set(expected):
+        raise ChipError(
+            f"{path}: weights do not fit the model (first mismatch: "
+            f"{(bad or sorted(set(state) ^ set(expected)))[0]!r})"
+        )
+    for name, layer in layers.items():
+        if saved[name]["config"] != layer.config.model_dump(mode="json"):
+            raise ChipError(f"{path}: layer {name!r} was programmed with another config")
+        for v in state.values():
+            if v.is_floating_point() and not torch.isfinite(v).all():
+                raise ChipError(f"{path}: the weights contain NaN or inf")
+    model.load_state_dict(state)
+    for name, layer in layers.items():
+        layer._ensure_programmed()  # shapes of this architecture's state
+        tile = layer.tile
+        dvc = layer.weight.device
+        new = {}
+        for b in STATE:
+            key = f"{_TILE}{name}/{b}"
+            mine = getattr(tile, b)
+            if key not in tensors:
+                if mine is not None and b not in ("dac_range", "adc_range"):
+                    raise ChipError(f"{path}: layer {name!r} lacks its {b!r}")
+                new[b] = None
+                continue
+            t = tensors[key]
+            if mine is not None and b not in ("dac_range", "adc_range") and t.shape != mine.shape:
+                raise ChipError(
+                    f"{path}: layer {name!r} {b!r} has shape {tuple(t.shape)}, "
+                    f"the model's {tuple(mine.shape)}"
+                )
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise ChipError(f"{path}: layer {name!r} {b!r} contains NaN or inf")
+            dtype = t.dtype if t.dtype == torch.bool else layer.weight.dtype
+            new[b] = t.to(device=dvc, dtype=dtype)
+        for b, t in new.items():
+            setattr(tile, b, t)
+        for s, v in saved[name]["scalars"].items():
+            setattr(tile, s, v)
+        tile._derive()
+        if saved[name].get("generator_device") == layer.generator.device.type:
+            layer.generator.set_state(tensors[f"{_GEN}{name}"])
+        else:  # another device's stream cannot continue here: restart from the seed
+            layer.reseed(layer.seed + 1)
+    return model
