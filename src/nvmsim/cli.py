@@ -213,11 +213,54 @@ def models() -> None:
         ("mosaics_rnn", {"t": 7}), ("mosaics_rnn", {"t": 56}),
         ("fc_tanh", {"n_fe": 100, "hidden_layers": 1}),
         ("fc_tanh", {"n_fe": 100, "hidden_layers": 2}),
-        ("cifar_cnn", {}), ("mlp528", {}),
+        ("cifar_cnn", {}), ("mlp528", {}), ("resnet18", {}), ("mobilenet", {}),
     ]:  # fmt: skip
         label = name + "".join(f" {k}={v}" for k, v in kw.items())
         table.add_row(label, f"{count_parameters(build(name, **kw)):,}")
     console.print(table)
+
+
+@app.command("summary")
+def summary_cmd(
+    arch: Annotated[str, typer.Argument(help="A registered model (see `nvmsim models`).")],
+    device: Annotated[str, typer.Option(help="Device preset of every analog layer.")] = "ideal",
+    tile_rows: Annotated[int, typer.Option(min=1, help="Rows per physical array.")] = 256,
+    tile_cols: Annotated[int, typer.Option(min=1, help="Columns per physical array.")] = 256,
+) -> None:
+    """Per layer of ARCH on crossbars: analog or digital, shape, arrays, devices, ADCs, MACs."""
+    import warnings
+
+    import torch
+
+    from nvmsim.config import AnalogConfig, ConfigError, validate
+    from nvmsim.models import INPUT_SHAPES, build
+    from nvmsim.nn.convert import convert
+    from nvmsim.nn.summary import summary
+
+    try:
+        model = build(arch).eval()
+        cfg = validate(
+            AnalogConfig,
+            {"device": device, "crossbar": {"tile_rows": tile_rows, "tile_cols": tile_cols}},
+        )
+    except (ValueError, ConfigError) as err:
+        _fail(str(err))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analog = convert(model, cfg)
+    shape = INPUT_SHAPES.get(arch)
+    example = None if shape is None else torch.zeros(1, *shape)
+    s = summary(analog, example)
+    table = Table(title=f"{arch} on {cfg.device.name} ({tile_rows}x{tile_cols} arrays)")
+    head, *body = s.table()
+    for i, col in enumerate(head):
+        table.add_column(col, justify="right" if i >= 5 else "left")
+    for row in body:
+        table.add_row(*row)
+    console.print(table)
+    console.print(s.footer())
+    for w in caught:
+        console.print(f"note: {w.message}")
 
 
 @app.command()

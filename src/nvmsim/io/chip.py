@@ -100,43 +100,55 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             f"{path}: weights do not fit the model (first mismatch: "
             f"{(bad or sorted(set(state) ^ set(expected)))[0]!r})"
         )
+    for v in state.values():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ChipError(f"{path}: the weights contain NaN or inf")
+    # Validate every layer's state before changing anything: a failed load leaves the model.
+    loaded = {}
     for name, layer in layers.items():
         if saved[name]["config"] != layer.config.model_dump(mode="json"):
             raise ChipError(f"{path}: layer {name!r} was programmed with another config")
-        for v in state.values():
-            if v.is_floating_point() and not torch.isfinite(v).all():
-                raise ChipError(f"{path}: the weights contain NaN or inf")
+        layer._ensure_programmed()  # the model's own state gives this architecture's shapes
+        loaded[name] = _tile_state(path, name, layer, tensors)
     model.load_state_dict(state)
     for name, layer in layers.items():
-        layer._ensure_programmed()  # shapes of this architecture's state
         tile = layer.tile
-        dvc = layer.weight.device
-        new = {}
-        for b in STATE:
-            key = f"{_TILE}{name}/{b}"
-            mine = getattr(tile, b)
-            if key not in tensors:
-                if mine is not None and b not in ("dac_range", "adc_range"):
-                    raise ChipError(f"{path}: layer {name!r} lacks its {b!r}")
-                new[b] = None
-                continue
-            t = tensors[key]
-            if mine is not None and b not in ("dac_range", "adc_range") and t.shape != mine.shape:
-                raise ChipError(
-                    f"{path}: layer {name!r} {b!r} has shape {tuple(t.shape)}, "
-                    f"the model's {tuple(mine.shape)}"
-                )
-            if t.is_floating_point() and not torch.isfinite(t).all():
-                raise ChipError(f"{path}: layer {name!r} {b!r} contains NaN or inf")
-            dtype = t.dtype if t.dtype == torch.bool else layer.weight.dtype
-            new[b] = t.to(device=dvc, dtype=dtype)
-        for b, t in new.items():
+        for b, t in loaded[name].items():
             setattr(tile, b, t)
         for s, v in saved[name]["scalars"].items():
             setattr(tile, s, v)
         tile._derive()
+        layer._programmed_version = layer._version()
         if saved[name].get("generator_device") == layer.generator.device.type:
             layer.generator.set_state(tensors[f"{_GEN}{name}"])
         else:  # another device's stream cannot continue here: restart from the seed
             layer.reseed(layer.seed + 1)
     return model
+
+
+def _tile_state(
+    path: Path, name: str, layer: AnalogMixin, tensors: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor | None]:
+    """One layer's saved programmed state, checked against the layer's own and moved to it."""
+    tile, dvc = layer.tile, layer.weight.device
+    new: dict[str, torch.Tensor | None] = {}
+    for b in STATE:
+        key = f"{_TILE}{name}/{b}"
+        mine = getattr(tile, b)
+        calibrated = b in ("dac_range", "adc_range")
+        if key not in tensors:
+            if mine is not None and not calibrated:
+                raise ChipError(f"{path}: layer {name!r} lacks its {b!r}")
+            new[b] = None
+            continue
+        t = tensors[key]
+        if not calibrated and (mine is None or t.shape != mine.shape):
+            want = "none" if mine is None else f"shape {tuple(mine.shape)}"
+            raise ChipError(
+                f"{path}: layer {name!r} {b!r} has shape {tuple(t.shape)}, the model's {want}"
+            )
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ChipError(f"{path}: layer {name!r} {b!r} contains NaN or inf")
+        dtype = t.dtype if t.dtype == torch.bool else layer.weight.dtype
+        new[b] = t.to(device=dvc, dtype=dtype)
+    return new

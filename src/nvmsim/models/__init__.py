@@ -1,4 +1,4 @@
-"""The papers' architectures by name: ``nvmsim.models.build(name, **kw)``."""
+"""The papers' architectures and today's reference nets (ResNet-18, MobileNet) by name: ``nvmsim.models.build(name, **kw)``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 from torch import nn
 
+from nvmsim.models.mobilenet import MobileNet, mobilenet
 from nvmsim.models.paper000 import MosaicsRNN, cnn000, mlp, mlp128, mlp300
 from nvmsim.models.paper003 import cifar_cnn, fc_tanh
 from nvmsim.models.paper004 import mlp528
+from nvmsim.models.resnet import ResNet, resnet18
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
@@ -19,6 +21,21 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "fc_tanh": fc_tanh,
     "cifar_cnn": cifar_cnn,
     "mlp528": mlp528,
+    "resnet18": resnet18,
+    "mobilenet": mobilenet,
+}
+
+#: Input shape of one example (without batch) for the registry's default arguments.
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "mlp128": (1, 28, 28),
+    "mlp300": (1, 28, 28),
+    "cnn000": (1, 28, 28),
+    "mosaics_rnn": (1, 28, 28),
+    "fc_tanh": (1, 28, 28),
+    "cifar_cnn": (3, 32, 32),
+    "mlp528": (528,),
+    "resnet18": (3, 32, 32),
+    "mobilenet": (3, 32, 32),
 }
 
 
@@ -34,8 +51,11 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = [
+    "INPUT_SHAPES",
     "REGISTRY",
+    "MobileNet",
     "MosaicsRNN",
+    "ResNet",
     "build",
     "cifar_cnn",
     "cnn000",
@@ -45,4 +65,6 @@ __all__ = [
     "mlp128",
     "mlp300",
     "mlp528",
+    "mobilenet",
+    "resnet18",
 ]

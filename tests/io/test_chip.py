@@ -1,0 +1,255 @@
+"""``save_chip`` / ``load_chip``: one programmed chip instance, re-read bit-identically."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+import nvmsim
+from nvmsim.config import AnalogConfig, validate
+from nvmsim.crossbar.tile import SCALARS, STATE
+from nvmsim.io.chip import ChipError, load_chip, save_chip
+from nvmsim.nn import analog_layers
+
+CFG = validate(
+    AnalogConfig,
+    {
+        "device": {
+            "preset": "reram",
+            "drift_nu": 0.05,
+            "drift_nu_std": 0.02,
+            "dead_rows": 0.15,
+        },
+        "crossbar": {"tile_rows": 16, "tile_cols": 4, "bias": "analog"},
+        "converter": {"dac_bits": 8, "adc_bits": 8},  # auto ranges, calibrated by one read
+    },
+)
+
+
+def _torch_net(seed=0, classes=3):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, groups=3), nn.Flatten(),
+        nn.Linear(24, classes),
+    )  # fmt: skip
+
+
+def _x():
+    return torch.rand(4, 2, 4, 4, generator=torch.Generator().manual_seed(2))
+
+
+def _snapshot(model):
+    """Everything a load could change: weights, tile state and scalars, noise streams."""
+    out = {f"w/{k}": v.clone() for k, v in model.state_dict().items()}
+    for i, layer in enumerate(analog_layers(model)):
+        for b in STATE:
+            t = getattr(layer.tile, b)
+            out[f"t{i}/{b}"] = None if t is None else t.clone()
+        for s in SCALARS:
+            out[f"s{i}/{s}"] = getattr(layer.tile, s)
+        out[f"g{i}"] = layer.generator.get_state()
+    return out
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, torch.Tensor):
+            assert isinstance(y, torch.Tensor) and torch.equal(x, y), k
+        else:
+            assert x == y, k
+
+
+def _chip(tmp_path, cfg=CFG, calibrate=True):
+    """A drifted (and calibrated) noisy chip that a fresh programming would not reproduce."""
+    model = nvmsim.convert(_torch_net(), cfg)
+    nvmsim.nn.program(model, torch.Generator().manual_seed(77))  # not the seed's instance
+    nvmsim.nn.drift_to(model, 100.0)
+    if calibrate:
+        with torch.no_grad():
+            model(_x())  # calibrates DAC and ADC ranges
+    for layer in analog_layers(model):
+        assert (layer.tile.adc_range is not None) == calibrate
+        assert layer.tile.dead is not None and layer.tile.nu is not None
+    assert any(bool(layer.tile.dead.any()) for layer in analog_layers(model))
+    return model, save_chip(model, tmp_path / "chip.safetensors")
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return _chip(tmp_path)
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+@pytest.mark.parametrize("compensate", [False, True])
+def test_round_trip_reads_bit_identically(tmp_path, calibrate, compensate):
+    cfg = CFG.model_copy(
+        update={"device": CFG.device.model_copy(update={"drift_compensation": compensate})}
+    )
+    model, path = _chip(tmp_path, cfg, calibrate)
+    assert path.is_file()
+    with torch.no_grad():
+        expected = [model(_x()) for _ in range(3)]
+    target = nvmsim.convert(_torch_net(seed=5), cfg)  # other weights, other chip
+    with torch.no_grad():
+        assert not torch.equal(target(_x()), expected[0])  # (and calibrated on its own)
+    assert load_chip(target, path) is target
+    for a, b in zip(analog_layers(model), analog_layers(target), strict=True):
+        assert b.tile.time == 100.0
+        assert torch.equal(a.weight, b.weight)
+    with torch.no_grad():
+        got = [target(_x()) for _ in range(3)]
+    for e, g in zip(expected, got, strict=True):
+        assert torch.equal(e, g)
+    # the loaded chip drifts on exactly like the saved one
+    nvmsim.nn.drift_to(model, 1e4)
+    nvmsim.nn.drift_to(target, 1e4)
+    with torch.no_grad():
+        assert torch.equal(model(_x()), target(_x()))
+
+
+def test_loaded_chip_is_not_reprogrammed_by_the_next_forward(saved):
+    model, path = saved
+    target = nvmsim.convert(_torch_net(seed=5), CFG)
+    load_chip(target, path)
+    g0 = [layer.tile.g0.clone() for layer in analog_layers(target)]
+    with torch.no_grad():
+        target(_x())
+    for layer, g in zip(analog_layers(target), g0, strict=True):
+        assert torch.equal(layer.tile.g0, g)
+    for a, b in zip(analog_layers(model), analog_layers(target), strict=True):
+        assert torch.equal(a.tile.g0, b.tile.g0)
+
+
+def test_missing_file(tmp_path):
+    target = nvmsim.convert(_torch_net(), CFG)
+    with pytest.raises(ChipError, match=r"nothing\.safetensors: no such chip file"):
+        load_chip(target, tmp_path / "nothing.safetensors")
+
+
+def test_saving_a_digital_model_is_refused(tmp_path):
+    with pytest.raises(ChipError, match="no analog layer; convert it first"):
+        save_chip(_torch_net(), tmp_path / "x.safetensors")
+
+
+@pytest.mark.parametrize("keep", [4, 20, 0.5, 0.99])
+def test_truncated_file(saved, tmp_path, keep):
+    _, path = saved
+    data = path.read_bytes()
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(data[: int(len(data) * keep) if keep < 1 else keep])
+    target = nvmsim.convert(_torch_net(seed=5), CFG)
+    before = _snapshot(target)
+    with pytest.raises(ChipError, match=r"cut\.safetensors: not a readable chip file"):
+        load_chip(target, bad)
+    _same(before, _snapshot(target))
+
+
+def test_plain_safetensors_file(tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    target = nvmsim.convert(_torch_net(), CFG)
+    before = _snapshot(target)
+    with pytest.raises(ChipError, match=r"plain\.safetensors: not an nvmsim chip file"):
+        load_chip(target, plain)
+    _same(before, _snapshot(target))
+
+
+def test_other_format_version(saved, tmp_path):
+    _, path = saved
+    tensors, meta = _read(path)
+    bad = tmp_path / "v2.safetensors"
+    save_file(tensors, str(bad), metadata={**meta, "format_version": "2"})
+    with pytest.raises(ChipError, match=r"format version '2' is not supported"):
+        load_chip(nvmsim.convert(_torch_net(), CFG), bad)
+
+
+@pytest.mark.parametrize(
+    ("other", "match"),
+    [
+        # same layer names, other shapes
+        (lambda: nvmsim.convert(_torch_net(classes=4), CFG), r"weights do not fit the model"),
+        # other layers
+        (
+            lambda: nvmsim.convert(nn.Sequential(nn.Linear(4, 2)), CFG),
+            r"analog layers \['0', '2', '4'\] do not match the model's \['0'\]",
+        ),
+    ],
+)
+def test_other_architecture(saved, other, match):
+    _, path = saved
+    target = other()
+    before = _snapshot(target)
+    with pytest.raises(ChipError, match=match):
+        load_chip(target, path)
+    _same(before, _snapshot(target))
+
+
+def test_other_config(saved):
+    _, path = saved
+    cfg = CFG.model_copy(update={"seed": 3})
+    target = nvmsim.convert(_torch_net(seed=5), cfg)
+    before = _snapshot(target)
+    with pytest.raises(ChipError, match=r"layer '0' was programmed with another config"):
+        load_chip(target, path)
+    _same(before, _snapshot(target))
+
+
+def _read(path):
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
+def test_nan_in_weights_is_refused_before_anything_changes(saved, tmp_path):
+    _, path = saved
+    tensors, meta = _read(path)
+    tensors["model/4.weight"][0, 0] = float("nan")
+    bad = tmp_path / "nan.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    target = nvmsim.convert(_torch_net(seed=5), CFG)
+    before = _snapshot(target)
+    with pytest.raises(ChipError, match=r"the weights contain NaN or inf"):
+        load_chip(target, bad)
+    _same(before, _snapshot(target))
+
+
+def test_bad_tile_state_leaves_the_model_unchanged(saved, tmp_path):
+    """A chip whose last layer's conductances are corrupt (NaN) or of the wrong shape is
+    refused, and ``load_chip`` promises that nothing is changed when the file does not fit."""
+    _, path = saved
+    tensors, meta = _read(path)
+    tensors["tile/4/g0"][0, 0, 0, 0] = float("nan")
+    bad = tmp_path / "nan_tile.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    target = nvmsim.convert(_torch_net(seed=5), CFG)
+    before = _snapshot(target)
+    with pytest.raises(ChipError, match=r"layer '4' 'g0' contains NaN or inf"):
+        load_chip(target, bad)
+    _same(before, _snapshot(target))
+
+
+def test_missing_tile_state_leaves_the_model_unchanged(saved, tmp_path):
+    _, path = saved
+    tensors, meta = _read(path)
+    del tensors["tile/4/nu"]
+    bad = tmp_path / "no_nu.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    target = nvmsim.convert(_torch_net(seed=5), CFG)
+    before = _snapshot(target)
+    with pytest.raises(ChipError, match=r"layer '4' lacks its 'nu'"):
+        load_chip(target, bad)
+    _same(before, _snapshot(target))
+
+
+def test_metadata_names_every_layer_and_its_config(saved):
+    model, path = saved
+    _, meta = _read(path)
+    assert meta["format"] == "nvmsim-chip"
+    layers = json.loads(meta["layers"])
+    assert sorted(layers) == ["0", "2", "4"]
+    assert layers["4"]["scalars"]["time"] == 100.0
+    assert layers["4"]["config"] == model[4].config.model_dump(mode="json")

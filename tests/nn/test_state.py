@@ -1,0 +1,213 @@
+"""An analog layer is torch state: it follows ``.to()``, ``deepcopy`` and ``load_state_dict``
+without losing (or redrawing) its programmed chip."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import nvmsim
+from nvmsim.config import AnalogConfig, validate
+from nvmsim.crossbar.tile import STATE
+from nvmsim.nn import analog_layers
+
+NOISY = validate(
+    AnalogConfig,
+    {
+        "device": {
+            "preset": "reram",
+            "programming_error": {"kind": "proportional", "sigma": 0.05},
+            "read_noise": {"kind": "proportional", "sigma": 0.05},
+        },
+        "crossbar": {"tile_rows": 16, "bias": "analog"},
+    },
+)
+
+
+def _model(config=NOISY):
+    torch.manual_seed(0)
+    ref = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(),
+        nn.Linear(16, 3),
+    )  # fmt: skip
+    return ref, nvmsim.convert(ref, config)
+
+
+def _x(dtype=torch.float32):
+    return torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(1)).to(dtype)
+
+
+def _reseed(model, seed=5):
+    for i, layer in enumerate(analog_layers(model)):
+        layer.reseed(seed + i)
+
+
+def _count_programs(model, monkeypatch):
+    calls = []
+    for layer in analog_layers(model):
+        original = layer.tile.program
+
+        def spy(*args, _original=original, **kw):
+            calls.append(1)
+            return _original(*args, **kw)
+
+        monkeypatch.setattr(layer.tile, "program", spy)
+    return calls
+
+
+def test_dtype_round_trip_reads_like_a_copy_that_never_moved(monkeypatch):
+    _, model = _model()
+    still = copy.deepcopy(model)
+    calls = _count_programs(model, monkeypatch)
+    g0 = [layer.tile.g0.clone() for layer in analog_layers(model)]
+    model.to(torch.float64)
+    for layer in analog_layers(model):
+        assert layer.tile.g0.dtype == torch.float64 and layer.tile.w_mean.dtype == torch.float64
+    with torch.no_grad():
+        y64 = model(_x(torch.float64))
+    assert y64.dtype == torch.float64
+    model.to(torch.float32)
+    assert calls == []  # moving and casting never reprogram
+    for layer, g in zip(analog_layers(model), g0, strict=True):
+        assert torch.equal(layer.tile.g0, g)
+    _reseed(model)
+    _reseed(still)
+    with torch.no_grad():
+        y, y_still = model(_x()), still(_x())
+    assert y.dtype == torch.float32
+    assert torch.equal(y, y_still)
+    # the float64 read was the same chip, other noise (read-noise std ~0.025 here)
+    torch.testing.assert_close(y64.float(), y, rtol=0, atol=0.15)
+    assert calls == []
+
+
+def test_casting_keeps_a_chip_that_a_reprogram_would_redraw():
+    """Programmed with a generator of its own, drifted and ADC-calibrated: a reprogram would
+    draw from the layer's seed, reset the drift time and the calibration."""
+    cfg = NOISY.model_copy(
+        update={
+            "device": NOISY.device.model_copy(update={"drift_nu": 0.05}),
+            "converter": validate(AnalogConfig, {"converter": {"adc_bits": 8}}).converter,
+        }
+    )
+    _, model = _model(cfg)
+    layer = model[4]
+    layer.program(torch.Generator().manual_seed(1234))
+    layer.drift_to(100.0)
+    with torch.no_grad():
+        model(_x())  # calibrates the ADC ranges
+    g0, adc_range = layer.tile.g0.clone(), layer.tile.adc_range.clone()
+    fresh = copy.deepcopy(layer).program()  # what a reprogram would give
+    assert not torch.equal(fresh.tile.g0, g0)
+    model.double()
+    assert layer.tile.time == 100.0
+    assert torch.equal(layer.tile.g0, g0.double())
+    assert torch.equal(layer.tile.adc_range, adc_range.double())
+    with torch.no_grad():
+        model(_x(torch.float64))
+    assert torch.equal(layer.tile.g0, g0.double())  # the forward pass did not reprogram
+    model.float()
+    assert torch.equal(layer.tile.g0, g0) and layer.tile.time == 100.0
+
+
+def test_deepcopy_reads_identically():
+    _, model = _model()
+    with torch.no_grad():
+        model(_x())  # advance the noise streams
+    twin = copy.deepcopy(model)
+    for a, b in zip(analog_layers(model), analog_layers(twin), strict=True):
+        assert a.generator is not b.generator
+        assert torch.equal(a.generator.get_state(), b.generator.get_state())
+        for name in STATE:
+            ta, tb = getattr(a.tile, name), getattr(b.tile, name)
+            assert (ta is None and tb is None) or torch.equal(ta, tb), name
+    with torch.no_grad():
+        for _ in range(2):
+            assert torch.equal(model(_x()), twin(_x()))
+
+
+def test_state_dict_keys_are_torchs():
+    ref, model = _model()
+    assert list(model.state_dict().keys()) == list(ref.state_dict().keys())
+    for layer in analog_layers(model):
+        assert not any(k.startswith("tile") for k in layer.state_dict())
+
+
+def test_changing_weights_in_place_reprograms():
+    ref, model = _model()
+    layer = model[4]
+    g0 = layer.tile.g0.clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x = _x().requires_grad_()
+    model(x).sum().backward()  # gradients reach the input, not the crossbar weights
+    assert x.grad is not None and layer.weight.grad is None
+    layer.weight.grad = torch.ones_like(layer.weight)
+    opt.step()
+    with torch.no_grad():
+        model(_x())
+    assert not torch.equal(layer.tile.g0, g0)
+    # load_state_dict: back to the reference weights, and the chip follows (same seed: same draw)
+    model.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        model(_x())
+    assert torch.equal(layer.tile.g0, g0)
+    # a bias change alone reprograms too (the bias is an analog row here)
+    with torch.no_grad():
+        layer.bias.add_(1.0)
+        model(_x())
+    assert not torch.equal(layer.tile.g0, g0)
+
+
+def test_ideal_float64_equals_torch_after_a_move():
+    ref, model = _model(AnalogConfig())
+    ref.double()
+    model.double()
+    with torch.no_grad():
+        torch.testing.assert_close(model(_x(torch.float64)), ref(_x(torch.float64)))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_reads_and_is_reproducible(monkeypatch):
+    ref, model = _model()
+    calls = _count_programs(model, monkeypatch)
+    g0 = [layer.tile.g0.clone() for layer in analog_layers(model)]
+    model.cuda()
+    assert calls == []
+    for layer, g in zip(analog_layers(model), g0, strict=True):
+        assert layer.generator.device.type == "cuda"
+        assert layer.tile.g0.is_cuda and torch.equal(layer.tile.g0.cpu(), g)
+    x = _x().cuda()
+    with torch.no_grad():
+        y = model(x)
+        assert y.is_cuda and torch.isfinite(y).all()
+        # reproducible: the same seeds give the same reads, run to run
+        _reseed(model, 3)
+        a = model(x)
+        _reseed(model, 3)
+        assert torch.equal(a, model(x))
+    # zero noise equals torch on cuda
+    ideal = nvmsim.convert(ref, AnalogConfig()).cuda()
+    ref = ref.cuda()
+    with torch.no_grad():
+        torch.testing.assert_close(ideal(x), ref(x), rtol=1e-4, atol=1e-5)
+    # and back on the CPU the generator follows
+    model.cpu()
+    assert all(layer.generator.device.type == "cpu" for layer in analog_layers(model))
+    with torch.no_grad():
+        assert model(_x()).device.type == "cpu"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_deepcopy_and_fixed_seed_runs_agree():
+    runs = []
+    for _ in range(2):  # two independent conversions: one chip, one noise stream
+        _, model = _model()
+        model.cuda()
+        with torch.no_grad():
+            runs.append(model(_x().cuda()))
+            twin = copy.deepcopy(model)
+            assert torch.equal(twin(_x().cuda()), model(_x().cuda()))
+    assert torch.equal(runs[0], runs[1])
