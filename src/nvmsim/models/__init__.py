@@ -1,4 +1,4 @@
-"""The papers' architectures and today's reference nets (ResNet-18, MobileNet) by name: ``nvmsim.models.build(name, **kw)``."""
+"""Architectures by name (the papers' nets, ResNet-18, MobileNet): ``build(name, **kw)``."""
 
 from __future__ import annotations
 

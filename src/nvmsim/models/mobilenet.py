@@ -50,5 +50,5 @@ class MobileNet(nn.Module):
 def mobilenet(
     num_classes: int = 10, in_channels: int = 3, width: float = 1.0, depth: int = 13
 ) -> MobileNet:
-    """MobileNet v1 for 32x32 inputs; ``width`` scales channels, ``depth`` keeps that many blocks."""
+    """MobileNet v1 for 32x32 inputs; ``width`` scales channels, ``depth`` keeps blocks."""
     return MobileNet(num_classes, in_channels, width, depth)
