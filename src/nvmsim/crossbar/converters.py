@@ -12,12 +12,24 @@ def quantize_symmetric(
 
     A 1-bit converter is a sign (plus zero) quantiser with levels ``{-range, 0, range}``.
     """
+    codes, lsb = quantize_codes(x, bits, full_range)
+    return codes.mul_(lsb)
+
+
+def quantize_codes(
+    x: torch.Tensor, bits: int, full_range: torch.Tensor | float, inplace: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer codes (as floats, in ``[-steps, steps]``) and the LSB of
+    :func:`quantize_symmetric`; ``codes * lsb`` is the quantised value. Dividing first and
+    clamping the codes gives the same codes as clamping ``x`` to the range first.
+    ``inplace`` overwrites ``x`` with the codes."""
     if not 1 <= bits <= 16:
         raise ValueError(f"converter bits must be in 1..16, got {bits}")
     steps = max(2 ** (bits - 1) - 1, 1)
     r = torch.as_tensor(full_range, dtype=x.dtype, device=x.device)
     lsb = r / steps
-    return torch.clamp(x, -r, r).div_(lsb).round_().mul_(lsb)
+    codes = x.div_(lsb) if inplace else x.div(lsb)
+    return codes.clamp_(-steps, steps).round_(), lsb
 
 
 def calibrated_range(x: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:

@@ -69,15 +69,22 @@ class Product:
             return torch.bmm(xg, wg).transpose(0, 1).reshape(b, -1)
         return _CONV[self.dims](x, w, None, self.stride, self.padding, self.dilation, g)
 
-    def channel_sums(self, x: torch.Tensor, groups: int | None = None) -> torch.Tensor:
-        """Sum of ``x`` over every crossbar row of each group: ``(B, groups, *out_spatial)``.
+    def channel_sums(
+        self, x: torch.Tensor, groups: int | None = None, squared: bool = False
+    ) -> torch.Tensor:
+        """Sum of ``x`` (or of ``x**2``) over every crossbar row of each group:
+        ``(B, groups, *out_spatial)``.
 
         With a constant per-device variance this is the whole second moment: one channel sum
         and a box filter, never a convolution with one output channel over all inputs.
         """
         g = self.groups if groups is None else groups
         b = x.shape[0]
-        s = x.reshape(b, g, -1, *x.shape[2:]).sum(2)
+        xg = x.unflatten(1, (g, -1))
+        if squared:  # without materialising x**2
+            s = torch.linalg.vector_norm(xg, dim=2).square_()
+        else:
+            s = xg.sum(2)
         if not self.kernel:
             return s
         ones = s.new_ones(g, 1, *self.kernel)

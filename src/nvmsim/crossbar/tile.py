@@ -43,7 +43,7 @@ from nvmsim.config import AnalogConfig
 from nvmsim.crossbar import converters, mapping
 from nvmsim.crossbar.products import Product, row_partition
 from nvmsim.devices import drift as drift_fn
-from nvmsim.devices import faults, levels, noise
+from nvmsim.devices import faults, levels, noise, rng
 
 #: Programmed state: buffers that define one chip instance (saved by ``nvmsim.nn.chip``).
 STATE = (
@@ -52,6 +52,8 @@ STATE = (
 )  # fmt: skip
 #: Scalars of the programmed state.
 SCALARS = ("wmax", "scale", "time", "cal0")
+
+_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
 def _table(cfg) -> dict:
@@ -93,6 +95,11 @@ class AnalogTile(nn.Module):
     @property
     def groups(self) -> int:
         return self.product.groups
+
+    @property
+    def _fmt(self) -> torch.memory_format:
+        """Memory format of reads: channels-last for 2-d and 3-d convolutions."""
+        return _CHANNELS_LAST.get(self.product.dims, torch.contiguous_format)
 
     @property
     def kernel_rows(self) -> int:
@@ -470,7 +477,8 @@ class AnalogTile(nn.Module):
             kind = "(batch, {})" if not self.product.dims else "(batch, {}, *spatial)"
             raise ValueError(f"input must have shape {kind.format(n_in)}, got {tuple(x.shape)}")
         conv = self.config.converter
-        x = x.to(self.w_mean.dtype)
+        # convolutions run channels-last (oneDNN's fast layout); outputs stay channels-last
+        x = x.to(self.w_mean.dtype).contiguous(memory_format=self._fmt)
         if conv.dac_bits is not None and apply_dac:
             x = self.dac(x)
         adc = conv.adc_bits is not None
@@ -490,7 +498,7 @@ class AnalogTile(nn.Module):
         return b.view(1, -1, *([1] * self.product.dims))
 
     def _randn(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+        return rng.randn(like.shape, generator, like.dtype, like.device)
 
     def _read_moment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Whole-array read by the moment identity: (B, out, *spatial)."""
@@ -500,19 +508,19 @@ class AnalogTile(nn.Module):
             y = y + self._bias_view(self._rb_mean)
         if not self.noisy:
             return y
-        x2 = x.square()
+        x2 = None if self.var_const is not None and self.ref_var is None else x.square()
         if self.var_const is not None:  # Var[W] constant: a channel sum of x**2
-            s = p.channel_sums(x2)  # (B, G, *o)
+            s = p.channel_sums(x, squared=True)  # (B, G, *o)
             if self.bias_row:
                 s = s + 1.0
-            s = s.unsqueeze(2).expand(s.shape[0], self.groups, self.cols, *s.shape[2:])
-            std = s.reshape(y.shape).mul(self.var_const).sqrt_()
+            std = s.mul_(self.var_const).sqrt_().unsqueeze(2)  # (B, G, 1, *o): all columns
+            yg = y.view(y.shape[0], self.groups, self.cols, *y.shape[2:])
+            y = yg.addcmul_(std, self._randn(yg, generator)).view(y.shape)
         else:
             var = p.apply(x2, self._rw_var)
             if self._rb_var is not None:
                 var = var + self._bias_view(self._rb_var)
-            std = var.sqrt_()
-        y = y.addcmul_(std, self._randn(y, generator))
+            y = y.addcmul_(var.sqrt_(), self._randn(y, generator))
         if self.ref_var is not None:
             y = y - self._ref_noise(x2, generator)
         return y
@@ -555,6 +563,7 @@ class AnalogTile(nn.Module):
                 ch = [gi * cg + c for c in range(c0, c1)]
                 idx += ch + [zero] * (width - len(ch))
         dvc = self.w_mean.device
+        fmt = self._fmt
 
         def weights(m: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
             if m is None:
@@ -569,7 +578,7 @@ class AnalogTile(nn.Module):
                 if self.bias_row and e > k:
                     bias[:, j] = m[:, k]
             w = out.permute(0, 1, 3, 2).reshape(-1, width * unit)
-            return p.kernel_weight(w.contiguous()), bias
+            return p.kernel_weight(w.contiguous()).contiguous(memory_format=fmt), bias
 
         aligned = all(s % unit == 0 and (min(e, k) % unit == 0) for s, e in parts)
         cache = {
@@ -579,6 +588,8 @@ class AnalogTile(nn.Module):
             "var": weights(self.w_var),
             "ref": weights(self.ref_var),
             "aligned": aligned,
+            # one group whose arrays take consecutive channels: pad the channels, no gather
+            "pad_only": idx[: cg] == list(range(cg)) and all(i == zero for i in idx[cg:]),
         }
         if self.var_const is not None and not aligned:  # aligned: channel sums, as unblocked
             cache["var"] = weights(self.w_mean.new_full(self.w_mean.shape, self.var_const))
@@ -589,8 +600,15 @@ class AnalogTile(nn.Module):
         """Partial sums of every row array: (B, G, n_arrays, cols, *o)."""
         c = self._block_setup()
         p, nb, b = self.product, self.row_blocks, x.shape[0]
-        xz = torch.cat([x, x.new_zeros(b, 1, *x.shape[2:])], dim=1)
-        xb = xz.index_select(1, c["idx"])
+        fmt = self._fmt
+        if c["pad_only"]:
+            n_in = x.shape[1]
+            xb = x.new_empty(b, len(c["idx"]), *x.shape[2:]).contiguous(memory_format=fmt)
+            xb[:, :n_in].copy_(x)
+            xb[:, n_in:].zero_()
+        else:
+            xz = torch.cat([x, x.new_zeros(b, 1, *x.shape[2:])], dim=1)
+            xb = xz.index_select(1, c["idx"]).contiguous(memory_format=fmt)
 
         def partial(w_b: tuple, inp: torch.Tensor, cols: int) -> torch.Tensor:
             w, bias = w_b
@@ -603,15 +621,16 @@ class AnalogTile(nn.Module):
         y = partial(c["mean"], xb, self.cols)
         if not self.noisy:
             return y
-        x2 = xb.square()
-        if self.var_const is not None and c["aligned"]:
-            s = p.channel_sums(x2, c["groups"])  # (B, G*nb, *o)
+        const = self.var_const is not None and c["aligned"]
+        x2 = None if const and self.ref_var is None else xb.square()
+        if const:
+            s = p.channel_sums(xb, c["groups"], squared=True)  # (B, G*nb, *o)
             s = s.view(b, self.groups, nb, 1, *s.shape[2:])
             if self.bias_row:
                 has_bias = torch.zeros(nb, dtype=s.dtype, device=s.device)
                 has_bias[-1] = 1.0
                 s = s + has_bias.view(1, 1, nb, 1, *([1] * p.dims))
-            std = s.mul(self.var_const).sqrt_().expand_as(y)
+            std = s.mul_(self.var_const).sqrt_()  # (B, G, nb, 1, *o): all columns
         else:
             std = partial(c["var"], x2, self.cols).sqrt_()
         y = y.addcmul_(std, self._randn(y, generator))
@@ -689,7 +708,7 @@ class AnalogTile(nn.Module):
 
     def adc(self, y: torch.Tensor) -> torch.Tensor:
         """Digitise partial sums ``(B, G, n_arrays, cols, *o)`` with one range per row array of
-        each group, then add them digitally: ``(B, out, *o)``."""
+        each group, then add them digitally: ``(B, out, *o)``. Overwrites ``y``."""
         conv = self.config.converter
         b, sp = y.shape[0], y.shape[4:]
         if self.adc_range is None:
@@ -703,7 +722,13 @@ class AnalogTile(nn.Module):
         r = self.adc_range
         if r.dim():
             r = r.view(1, *r.shape, 1, *([1] * len(sp)))
-        q = converters.quantize_symmetric(y, conv.adc_bits, r)
+        codes, lsb = converters.quantize_codes(y, conv.adc_bits, r, inplace=True)
+        q = codes.mul_(lsb)
+        if sp and q.stride(3) == 1:  # channels-last partial sums: reduce in memory order
+            n = len(sp)
+            perm = (0, *range(4, 4 + n), 1, 2, 3)  # (B, *o, G, nb, cols), contiguous
+            s = q.permute(perm).sum(-2).reshape(b, *sp, self.out_features)
+            return s.permute(0, n + 1, *range(1, n + 1))
         return q.sum(2).reshape(b, self.out_features, *sp)
 
     def reset_calibration(self) -> None:
