@@ -79,7 +79,6 @@ class Product:
         and a box filter, never a convolution with one output channel over all inputs.
         """
         g = self.groups if groups is None else groups
-        b = x.shape[0]
         xg = x.unflatten(1, (g, -1))
         if squared:  # without materialising x**2
             s = torch.linalg.vector_norm(xg, dim=2).square_()

@@ -28,7 +28,8 @@ def _executor(threads: int) -> ThreadPoolExecutor:
         if _pool is None or _pool_size != threads:
             if _pool is not None:
                 _pool.shutdown(wait=False)
-            _pool, _pool_size = ThreadPoolExecutor(threads, thread_name_prefix="nvmsim-rng"), threads
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="nvmsim-rng")
+            _pool_size = threads
         return _pool
 
 
