@@ -44,6 +44,38 @@ def test_censored_moments_limits():
     torch.testing.assert_close(v, torch.full((3,), 0.01))
 
 
+def _quad_moments(mu: float, s: float, lo: float, hi: float) -> tuple[float, float]:
+    """Moments of the clamped Gaussian by 50-digit quadrature (the oracle)."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    m_, s_, lo_, hi_ = (mpmath.mpf(v) for v in (mu, s, lo, hi))
+
+    def moment(k):
+        body = mpmath.quad(lambda x: x**k * mpmath.npdf(x, m_, s_), [lo_, m_, hi_])
+        return lo_**k * mpmath.ncdf(lo_, m_, s_) + hi_**k * (1 - mpmath.ncdf(hi_, m_, s_)) + body
+
+    e1 = moment(1)
+    return float(e1), float(moment(2) - e1**2)
+
+
+@pytest.mark.parametrize(
+    ("mu", "s"),
+    [(1.0006376476716552, 1.8462710723718946e-4), (0.5, 0.2), (0.1, 0.02), (-0.3, 0.05)],
+)
+def test_censored_moments_are_precise_when_mostly_clamped(mu, s):
+    """Moments about the clamped mean: no cancellation, in float64 and float32."""
+    m_true, v_true = _quad_moments(mu, s, 0.1, 1.0)
+    m, v = noise.censored_moments(
+        torch.tensor([mu], dtype=torch.float64), torch.tensor([s], dtype=torch.float64), 0.1, 1.0
+    )
+    assert abs(float(m) - m_true) <= 1e-12 * s + 1e-15
+    assert abs(float(v) - v_true) <= 1e-9 * s**2
+    m32, v32 = noise.censored_moments(torch.tensor([mu]), torch.tensor([s]), 0.1, 1.0)
+    assert abs(float(m32) - m_true) <= 1e-5 * s + 2e-7 * abs(m_true)
+    assert abs(float(v32) - v_true) <= 1e-5 * s**2
+
+
 def test_noise_std_and_add_noise():
     g = torch.linspace(0, 1, 5)
     assert torch.equal(noise.noise_std(g, "additive", 0.1), torch.full((5,), 0.1))

@@ -589,7 +589,7 @@ class AnalogTile(nn.Module):
             "ref": weights(self.ref_var),
             "aligned": aligned,
             # one group whose arrays take consecutive channels: pad the channels, no gather
-            "pad_only": idx[: cg] == list(range(cg)) and all(i == zero for i in idx[cg:]),
+            "pad_only": idx[:cg] == list(range(cg)) and all(i == zero for i in idx[cg:]),
         }
         if self.var_const is not None and not aligned:  # aligned: channel sums, as unblocked
             cache["var"] = weights(self.w_mean.new_full(self.w_mean.shape, self.var_const))

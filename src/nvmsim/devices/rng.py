@@ -9,6 +9,7 @@ state. Small tensors and other devices (where torch is parallel already) draw di
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,15 +20,17 @@ CHUNK = 1 << 20
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_pool_pid = 0
 _lock = threading.Lock()
 
 
 def _executor(threads: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
+    global _pool, _pool_size, _pool_pid
     with _lock:
-        if _pool is None or _pool_size != threads:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
+        if _pool is None or _pool_size != threads or _pool_pid != os.getpid():
+            if _pool is not None and _pool_pid == os.getpid():
+                _pool.shutdown(wait=False)  # a forked child has no threads of its parent's pool
+            _pool_pid = os.getpid()
             _pool = ThreadPoolExecutor(threads, thread_name_prefix="nvmsim-rng")
             _pool_size = threads
         return _pool
