@@ -98,6 +98,66 @@ def bench_model(
     return rows
 
 
+RESNET_CASES: dict[str, AnalogConfig] = {
+    "ideal analog": _cfg({}),
+    "prog. error + additive read noise": INFERENCE_CASES["prog. error + additive read noise"],
+    "prog. error + proportional read noise": INFERENCE_CASES[
+        "prog. error + proportional read noise"
+    ],
+    "8-bit DAC + 8-bit ADC (256-row arrays)": _cfg(
+        {}, converter={"dac_bits": 8, "adc_bits": 8}, crossbar={"tile_rows": 256}
+    ),
+    "read noise + 8-bit DAC/ADC (256-row arrays)": INFERENCE_CASES["read noise + 8-bit DAC/ADC"],
+}
+
+
+def run_resnet_benchmarks(
+    batch: int = 64, repeats: int = 5, width: int = 64, seed: int = 0
+) -> list[BenchRow]:
+    """CIFAR ResNet-18 (11.2 M weights at ``width=64``) on a 32x32 batch, eval mode."""
+    torch.manual_seed(seed)
+    model = build("resnet18", width=width)
+    x = torch.rand(batch, 3, 32, 32)
+    label = "ResNet-18 CIFAR" + (f" (width {width})" if width != 64 else "")
+    return bench_model(f"{label}, batch {batch}", model, x, RESNET_CASES, repeats)
+
+
+@dataclass
+class ProgramRow:
+    """Seconds to convert (map, draw and program every layer of) a model, min and median."""
+
+    case: str
+    weights: int
+    seconds_min: float
+    seconds_median: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_convert(case: str, model: nn.Module, config: AnalogConfig, repeats: int = 3) -> ProgramRow:
+    """Wall time of :func:`convert` (deep copy, mapping, programming draws, read moments)."""
+    times = []
+    for _ in range(repeats):
+        s = time.perf_counter()
+        convert(model, config)
+        times.append(time.perf_counter() - s)
+    n = sum(p.numel() for p in model.parameters())
+    return ProgramRow(case, n, min(times), statistics.median(times))
+
+
+def run_program_benchmarks(width: int = 64, repeats: int = 3) -> list[ProgramRow]:
+    """Programming ResNet-18 with the reram preset and with programming error + read noise."""
+    model = build("resnet18", width=width)
+    cases = {
+        "ResNet-18, reram preset": validate(AnalogConfig, {"device": "reram"}),
+        "ResNet-18, prog. error + additive read noise": INFERENCE_CASES[
+            "prog. error + additive read noise"
+        ],
+    }
+    return [time_convert(k, model, c, repeats) for k, c in cases.items()]
+
+
 def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) -> list[BenchRow]:
     """The issue's reference set: MLP 784-300-10 and 784-128-10, and paper 000's CNN."""
     torch.manual_seed(seed)

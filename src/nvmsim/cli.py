@@ -73,14 +73,23 @@ def bench(
     onchip: Annotated[
         bool, typer.Option(help="Also time one epoch of on-chip training (paper 004).")
     ] = True,
+    resnet: Annotated[
+        bool, typer.Option(help="Also time CIFAR ResNet-18 (batch 64) and its programming.")
+    ] = True,
 ) -> None:
     """Time analog inference as a ratio to plain torch in the same run."""
     import torch
 
-    from nvmsim.bench import run_inference_benchmarks
+    from nvmsim.bench import run_inference_benchmarks, run_program_benchmarks, run_resnet_benchmarks
 
     n, repeats = (2_000, 5) if quick else (10_000, 15)
     rows = [r.as_dict() for r in run_inference_benchmarks(n=n, repeats=repeats)]
+    prog_rows: list[dict] = []
+    if resnet:
+        # --quick: a narrow ResNet-18 (same 21 layers) on a small batch
+        width, batch, rep = (16, 8, 2) if quick else (64, 64, 5)
+        rows += [r.as_dict() for r in run_resnet_benchmarks(batch, rep, width)]
+        prog_rows = [r.as_dict() for r in run_program_benchmarks(width, 1 if quick else 3)]
     ir_rows: list[dict] = []
     if irdrop:
         from nvmsim.crossbar.parasitics import benchmark_sizes
@@ -99,7 +108,10 @@ def bench(
         })  # fmt: skip
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "inputs": n}
     if as_json:
-        out = {"meta": meta, "inference": rows, "irdrop": ir_rows, "onchip": oc_rows}
+        out = {
+            "meta": meta, "inference": rows, "program": prog_rows, "irdrop": ir_rows,
+            "onchip": oc_rows,
+        }  # fmt: skip
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
@@ -114,6 +126,12 @@ def bench(
             f"{1e3 * r['baseline_seconds']:.1f}", f"{r['ratio']:.2f}x", f"{r['per_second']:,.0f}",
         )  # fmt: skip
     console.print(table)
+    for r in prog_rows:
+        console.print(
+            f"convert {r['case']} ({r['weights']:,} weights): {r['seconds_min']:.2f} s min, "
+            f"{r['seconds_median']:.2f} s median",
+            highlight=False,
+        )
     if ir_rows:
         t2 = Table(title="IR drop: exact effective matrix of one tile (float64)")
         for col in ir_rows[0]:

@@ -43,7 +43,7 @@ from nvmsim.config import AnalogConfig
 from nvmsim.crossbar import converters, mapping
 from nvmsim.crossbar.products import Product, row_partition
 from nvmsim.devices import drift as drift_fn
-from nvmsim.devices import faults, levels, noise, rng
+from nvmsim.devices import faults, levels, noise
 
 #: Programmed state: buffers that define one chip instance (saved by ``nvmsim.nn.chip``).
 STATE = (
@@ -485,7 +485,8 @@ class AnalogTile(nn.Module):
         if self.config.read_noise_mode == "sample" and self.noisy:
             y = self._read_sampled(x, generator, adc)
         elif adc and self.row_blocks > 1:
-            y = self.adc(self._read_blocks(x, generator))
+            blocks = self._read_blocks_dense if not self.product.dims else self._read_blocks
+            y = self.adc(blocks(x, generator))
         else:
             y = self._read_moment(x, generator)
             if adc:
@@ -498,7 +499,7 @@ class AnalogTile(nn.Module):
         return b.view(1, -1, *([1] * self.product.dims))
 
     def _randn(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return rng.randn(like.shape, generator, like.dtype, like.device)
+        return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
     def _read_moment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Whole-array read by the moment identity: (B, out, *spatial)."""
@@ -595,6 +596,62 @@ class AnalogTile(nn.Module):
             cache["var"] = weights(self.w_mean.new_full(self.w_mean.shape, self.var_const))
         self._blocks_cache = cache
         return cache
+
+    def _read_blocks_dense(
+        self, x: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Partial sums of every row array of a dense product: (B, G, n_arrays, cols).
+
+        One matmul per array on its column slice of ``x`` (BLAS reads the slice in place),
+        written straight into the output: no padding, no gather.
+        """
+        b, gn, nb, k = x.shape[0], self.groups, self.row_blocks, self.kernel_rows
+        parts = self.partition()
+        noisy = self.noisy
+        const = self.var_const is not None
+        out = x.new_empty(b, gn, nb, self.cols)
+        var = x.new_empty(b, gn, nb, 1 if const else self.cols) if noisy else None
+        with_ref = noisy and self.ref_var is not None
+        ref = x.new_empty(b, gn, nb, self.col_blocks) if with_ref else None
+        for g in range(gn):
+            xg = x[:, g * k : (g + 1) * k]
+            for j, (s, e) in enumerate(parts):
+                ke = min(e, k)
+                xs = xg[:, s:ke]
+                bias_here = self.bias_row and e > k
+                self._block_mm(xs, self.w_mean[g], s, ke, out[:, g, j], bias_here)
+                if not noisy:
+                    continue
+                xs2 = xs.square() if (not const or ref is not None) and ke > s else xs
+                if const:
+                    sq = torch.linalg.vector_norm(xs, dim=1).square_() if ke > s else None
+                    v = var[:, g, j, 0]
+                    v.copy_(sq) if sq is not None else v.zero_()
+                    if bias_here:
+                        v.add_(1.0)
+                else:
+                    self._block_mm(xs2, self.w_var[g], s, ke, var[:, g, j], bias_here)
+                if ref is not None:
+                    self._block_mm(xs2, self.ref_var[g], s, ke, ref[:, g, j], bias_here)
+        if not noisy:
+            return out
+        std = var.mul_(self.var_const).sqrt_() if const else var.sqrt_()
+        out.addcmul_(std, self._randn(out, generator))
+        if ref is not None:
+            ref = ref.sqrt_().mul_(self._randn(ref, generator))
+            out -= self.expand_ref(ref, dim=3)
+        return out
+
+    def _block_mm(
+        self, xs: torch.Tensor, m: torch.Tensor, s: int, e: int, out: torch.Tensor, bias: bool
+    ) -> None:
+        """``out = xs @ m[s:e]`` (plus the bias row, driven at 1) into a view of the output."""
+        if e > s:
+            out.copy_(xs @ m[s:e])
+        else:
+            out.zero_()
+        if bias:
+            out += m[self.kernel_rows]
 
     def _read_blocks(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Partial sums of every row array: (B, G, n_arrays, cols, *o)."""
