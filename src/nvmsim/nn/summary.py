@@ -110,18 +110,24 @@ def _weight_macs(m: nn.Module) -> int:
     return sum(p.numel() for n, p in m.named_parameters(recurse=False) if "bias" not in n)
 
 
-def _counted_macs(m: nn.Module, inputs: tuple, output) -> int:
+def _arg(args: tuple, kwargs: dict, i: int, name: str):
+    return args[i] if len(args) > i else kwargs.get(name)
+
+
+def _counted_macs(m: nn.Module, args: tuple, kwargs: dict, output) -> int:
     """MACs of one forward call from its input and output sizes."""
     y = output[0] if isinstance(output, tuple) else output
     if isinstance(m, nn.Linear | nn.modules.conv._ConvNd):
         rows = m.weight[0].numel()  # in/groups * prod(kernel)
         return y.numel() * rows
     if isinstance(m, nn.RNNBase):
-        x = inputs[0]
+        x = _arg(args, kwargs, 0, "input")
+        if isinstance(x, nn.utils.rnn.PackedSequence):
+            x = x.data
         steps = x.numel() // x.shape[-1]  # batch * time
         return steps * _weight_macs(m)
     if isinstance(m, nn.MultiheadAttention):
-        q, k = inputs[0], inputs[1]
+        q, k = _arg(args, kwargs, 0, "query"), _arg(args, kwargs, 1, "key")
         e = m.embed_dim
         tq, tk = q.numel() // e, k.numel() // k.shape[-1]
         batch = 1 if q.dim() == 2 else q.shape[0 if m.batch_first else 1]
@@ -159,10 +165,10 @@ def summary(model: nn.Module, example: torch.Tensor | tuple | None = None) -> Su
         handles = []
         for name, m in layers:
 
-            def hook(mod, inputs, output, name=name):
-                macs[name] += _counted_macs(mod, inputs, output)
+            def hook(mod, args, kwargs, output, name=name):
+                macs[name] += _counted_macs(mod, args, kwargs, output)
 
-            handles.append(m.register_forward_hook(hook))
+            handles.append(m.register_forward_hook(hook, with_kwargs=True))
         try:
             with torch.no_grad():
                 model(*example) if isinstance(example, tuple) else model(example)
