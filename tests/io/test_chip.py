@@ -253,3 +253,27 @@ def test_metadata_names_every_layer_and_its_config(saved):
     assert sorted(layers) == ["0", "2", "4"]
     assert layers["4"]["scalars"]["time"] == 100.0
     assert layers["4"]["config"] == model[4].config.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("layers", "match"),
+    [
+        ("[1, 2]", r"chip metadata 'layers' is malformed"),
+        ("{", r"chip metadata 'layers' is malformed"),
+        ("scalars", r"layer '0' scalars must be finite"),
+    ],
+)
+def test_malformed_layer_metadata_is_refused(saved, tmp_path, layers, match):
+    _, path = saved
+    tensors, meta = _read(path)
+    if layers == "scalars":  # the right config, a non-finite weight range
+        entries = json.loads(meta["layers"])
+        entries["0"]["scalars"]["wmax"] = float("inf")
+        layers = json.dumps(entries)
+    bad = tmp_path / "meta.safetensors"
+    save_file(tensors, str(bad), metadata={**meta, "layers": layers})
+    target = nvmsim.convert(_torch_net(seed=5), CFG)
+    before = _snapshot(target)
+    with pytest.raises(ChipError, match=match):
+        load_chip(target, bad)
+    _same(before, _snapshot(target))

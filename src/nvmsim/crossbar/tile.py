@@ -492,7 +492,7 @@ class AnalogTile(nn.Module):
             if adc:
                 y = self.adc(self._as_partials(y))
         if bias is not None:
-            y = y + bias.view(1, -1, *([1] * self.product.dims))
+            y = y + self._bias_view(bias)
         return y
 
     def _bias_view(self, b: torch.Tensor) -> torch.Tensor:

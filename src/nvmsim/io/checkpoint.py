@@ -151,24 +151,33 @@ def atomic_write(path: Path, data: bytes) -> Path:
     return path
 
 
-def _read(path: Path, with_tensors: bool) -> tuple[dict[str, torch.Tensor], dict, dict]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
+def read_safetensors(
+    path: Path, fmt: str, version: str, kind: str, error: type[Exception], with_tensors: bool
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of a safetensors file tagged ``format = fmt`` at ``version``;
+    anything else raises ``error`` naming the file and calling it a ``kind``."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(
-            f"{path}: not a readable safetensors checkpoint (truncated or corrupted?): {e}"
-        ) from e
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an nvmsim checkpoint (no {FORMAT!r} metadata)")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {meta.get('format_version')!r} is not "
-            f"supported (this nvmsim reads version {FORMAT_VERSION})"
+        raise error(f"{path}: not a readable {kind} (truncated or corrupted?): {e}") from e
+    if meta.get("format") != fmt:
+        raise error(f"{path}: not an nvmsim {kind} (no {fmt!r} metadata)")
+    if meta.get("format_version") != version:
+        raise error(
+            f"{path}: {kind} format version {meta.get('format_version')!r} is not "
+            f"supported (this nvmsim reads version {version})"
         )
+    return tensors, meta
+
+
+def _read(path: Path, with_tensors: bool) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    tensors, meta = read_safetensors(
+        path, FORMAT, FORMAT_VERSION, "checkpoint", CheckpointError, with_tensors
+    )
     try:
         info = json.loads(meta["info"])
         if not isinstance(info, dict) or not isinstance(info.get("arch"), dict):

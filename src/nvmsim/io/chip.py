@@ -11,16 +11,16 @@ Derived read tensors are recomputed on load, not stored.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _st_save
 from torch import nn
 
 from nvmsim.crossbar.tile import SCALARS, STATE
-from nvmsim.io.checkpoint import atomic_write
+from nvmsim.io.checkpoint import atomic_write, read_safetensors
 from nvmsim.nn.base import AnalogMixin
 
 FORMAT = "nvmsim-chip"
@@ -73,20 +73,17 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise ChipError(f"{path}: no such chip file")
+    tensors, meta = read_safetensors(
+        path, FORMAT, FORMAT_VERSION, "chip file", ChipError, with_tensors=True
+    )
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise ChipError(f"{path}: not an nvmsim chip file (no {FORMAT!r} metadata)")
-            if meta.get("format_version") != FORMAT_VERSION:
-                raise ChipError(
-                    f"{path}: chip format version {meta.get('format_version')!r} "
-                    f"is not supported (this nvmsim reads {FORMAT_VERSION})"
-                )
-            saved = json.loads(meta["layers"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, RuntimeError, KeyError, json.JSONDecodeError) as e:
-        raise ChipError(f"{path}: not a readable chip file (truncated or corrupted?): {e}") from e
+        saved = json.loads(meta["layers"])
+        if not isinstance(saved, dict) or not all(
+            isinstance(v, dict) and {"config", "scalars"} <= set(v) for v in saved.values()
+        ):
+            raise ValueError("expected an object of layers with 'config' and 'scalars'")
+    except (KeyError, ValueError) as e:
+        raise ChipError(f"{path}: chip metadata 'layers' is malformed: {e}") from e
     layers = _layers(model)
     if set(saved) != set(layers):
         raise ChipError(
@@ -108,6 +105,12 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     for name, layer in layers.items():
         if saved[name]["config"] != layer.config.model_dump(mode="json"):
             raise ChipError(f"{path}: layer {name!r} was programmed with another config")
+        scalars = saved[name]["scalars"]
+        if set(scalars) != set(SCALARS) or not all(
+            v is None or (isinstance(v, int | float) and math.isfinite(v))
+            for v in scalars.values()
+        ):
+            raise ChipError(f"{path}: layer {name!r} scalars must be finite {list(SCALARS)}")
         layer._ensure_programmed()  # the model's own state gives this architecture's shapes
         loaded[name] = _tile_state(path, name, layer, tensors)
     model.load_state_dict(state)
