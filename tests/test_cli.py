@@ -48,3 +48,80 @@ def test_devices_plots_presets_and_a_measured_jumptable(tmp_path):
     res = runner.invoke(app, ["devices", "--jumptable", str(bad)])
     assert res.exit_code != 0 and "bad.csv" in res.output
     assert "device presets" not in res.output  # checked before anything is printed
+
+
+def _bad_inputs(tmp_path):
+    """(name, path) of a missing file, an unreadable one (a folder) and a malformed one."""
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"name = [unclosed\n\x00\xff")
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    return [("missing", tmp_path / "missing.toml"), ("unreadable", folder), ("malformed", bad)]
+
+
+def _commands(path, tmp_path):
+    """Every command, each with ``path`` where it takes a file or folder."""
+    return [
+        ["run", str(path), "--quiet"],
+        ["status", str(path)],
+        ["report", str(path)],
+        ["devices", "--file", str(path)],
+        ["devices", "--jumptable", str(path)],
+        ["summary", str(path)],
+        ["energy", str(path)],
+        ["data", "--data-dir", str(path)],
+        ["irdrop", "--rows", "4", "--cols", "4", "--figure", str(path / "f.png")],
+        ["demo", "--epochs", str(path)],
+        ["bench", "--quick", "--bogus", str(path)],
+        ["models", str(path)],
+    ]
+
+
+def test_every_command_fails_in_one_line_with_exit_2(tmp_path):
+    for kind, path in _bad_inputs(tmp_path):
+        for args in _commands(path, tmp_path):
+            if kind == "unreadable" and args[0] in ("data", "irdrop"):
+                continue  # a folder is what these take
+            res = runner.invoke(app, args)
+            lines = res.output.strip().splitlines()
+            assert res.exit_code == 2, (kind, args, res.output)
+            assert len(lines) == 1 and lines[0].startswith("error: "), (kind, args, res.output)
+            assert "Traceback" not in res.output
+
+
+def test_study_command_file_errors_are_one_line(write_study, tmp_path):
+    study = write_study(sweep="sigma_syn = [0.0]")
+    store = tmp_path / "s.sqlite"
+    args = [str(study), "--store", str(store)]
+    assert runner.invoke(app, ["run", *args, "--quiet", "--quick"]).exit_code == 0
+    outfile = tmp_path / "a-file"
+    outfile.write_text("x")
+    foreign = tmp_path / "theirs.sqlite"
+    foreign.write_text("not sqlite")
+    cases = [
+        (
+            ["report", *args, "--quick", "--export", str(tmp_path / "no" / "x.csv")],
+            "does not exist",
+        ),
+        (["report", *args, "--quick", "--out", str(outfile)], "must be a folder"),
+        (["report", *args, "--quick", "--export", str(tmp_path / "x.json")], ".csv or .parquet"),
+        (["run", str(study), "--store", str(outfile / "sub" / "s.sqlite")], "cannot create"),
+        (["status", str(study), "--store", str(foreign)], "not an SQLite file"),
+        (["run", str(study), "--store", str(foreign)], "not an SQLite file"),
+        (["run", str(study), "--address", "127.0.0.1:1"], "--address is for --executor ray"),
+    ]
+    for argv, match in cases:
+        res = runner.invoke(app, argv)
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 2 and len(lines) == 1 and match in lines[0], (argv, res.output)
+    assert foreign.read_text() == "not sqlite"
+    assert not (tmp_path / "x.json").exists() and not list(tmp_path.glob("x.json.tmp*"))
+
+
+def test_user_text_is_printed_literally(write_study, tmp_path):
+    study = write_study(sweep="sigma_syn = [0.0]")
+    res = runner.invoke(app, ["status", str(study), "--quick", "--store", str(tmp_path / "s.db")])
+    assert res.exit_code == 0 and "s [quick]: 0 done" in res.output
+    bad = write_study(sweep="model = ['mlp', 'ghost']", name="g")
+    res = runner.invoke(app, ["status", str(bad)])
+    assert res.exit_code == 2 and "names no [models.ghost] table" in res.output

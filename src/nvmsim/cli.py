@@ -8,41 +8,108 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+UsageError = typer.BadParameter.__mro__[1]  # click's, as typer vendors it
+ClickException = UsageError.__mro__[1]
+
+
+class _LineError(ClickException):
+    """A usage error shown as one line (no usage box), exit 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        err_console.print(f"[bold red]error:[/] {escape(self.format_message())}", highlight=False)
+
+
+class _OneLineUsage:
+    """Bad commands, options and arguments are a one-line error, like every other error."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as err:
+            raise _LineError(f"{err.format_message()} (see {self._help_hint()})") from None
+
+    def resolve_command(self, *args, **kwargs):
+        try:
+            return super().resolve_command(*args, **kwargs)
+        except UsageError as err:
+            raise _LineError(f"{err.format_message()} (see nvmsim --help)") from None
+
+    def _help_hint(self) -> str:
+        group = isinstance(self, typer.core.TyperGroup)
+        return "nvmsim --help" if group else f"nvmsim {self.name} --help"
+
+
+class _OneLineCommand(_OneLineUsage, typer.core.TyperCommand):
+    pass
+
+
+class _OneLineGroup(_OneLineUsage, typer.core.TyperGroup):
+    pass
+
 
 app = typer.Typer(
     help="Simulate neural networks on analog non-volatile-memory crossbars.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    cls=_OneLineGroup,
 )
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """One line on stderr, exit 2; user text is printed literally (no console markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
-def _store_errors(fn):
-    """A result store that cannot be used is a one-line error, not a traceback."""
+def _say(text: str) -> None:
+    """Print text that may hold user strings (``[quick]``, ``[models.x]``) literally."""
+    console.print(text, markup=False, highlight=False)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        where = err.filename if err.filename is not None else ""
+        return f"{where}: {err.strerror}" if where else err.strerror
+    text = str(err).strip()
+    return text or type(err).__name__
+
+
+def command(*args, **kwargs):
+    """``app.command`` whose errors (bad input, files, stores, executors) end in one line
+    and exit 2, never a traceback."""
     import functools
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from nvmsim.studies.store import StoreError
+    from nvmsim.studies import executors  # TEMP until ExecutorError lands
 
-        try:
-            return fn(*args, **kwargs)
-        except StoreError as err:
-            _fail(str(err))
+    ExecutorError = getattr(executors, "ExecutorError", ValueError)  # noqa: N806
 
-    return wrapper
+    def register(fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            try:
+                return fn(*a, **kw)
+            except typer.Exit:
+                raise
+            except (ValueError, OSError, ExecutorError) as err:
+                _fail(_one_line(err))
+
+        return app.command(*args, cls=_OneLineCommand, **kwargs)(wrapper)
+
+    return register
 
 
-@app.command()
+@command()
 def demo(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 40,
     repeats: Annotated[int, typer.Option(min=2, help="Device instances per setting.")] = 10,
@@ -65,7 +132,7 @@ def demo(
     console.print(table)
 
 
-@app.command()
+@command()
 def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     quick: Annotated[bool, typer.Option(help="Fewer inputs and repeats.")] = False,
@@ -148,7 +215,7 @@ def bench(
         )
 
 
-@app.command()
+@command()
 def devices(
     file: Annotated[
         list[Path] | None,
@@ -194,11 +261,13 @@ def devices(
         listing.add_row(d.name, *r.values())
     console.print(listing)
     for d in devs:
-        console.print(f"[bold]{d.name}[/]: {d.citation or '(no citation)'}", highlight=False)
+        console.print(
+            f"[bold]{escape(d.name)}[/]: {escape(d.citation or '(no citation)')}", highlight=False
+        )
     for path, jt in tables:
         mean, std = jt.mean_step(), jt.std_step()
         console.print(
-            f"[bold]{jt.name}[/]: {jt!r}; mean step {float(mean.min()):.3g} to "
+            f"[bold]{escape(jt.name)}[/]: {escape(repr(jt))}; mean step {float(mean.min()):.3g} to "
             f"{float(mean.max()):.3g}, std {float(std.mean()):.3g} on average; "
             f"{jt.pulses_to_traverse():g} median pulses across the range",
             highlight=False,
@@ -215,10 +284,10 @@ def devices(
 
     for d in devs:
         out = plot_device(d, plot / f"device_{d.name}.png")
-        console.print(f"figure written to {out}")
+        _say(f"figure written to {out}")
 
 
-@app.command()
+@command()
 def models() -> None:
     """List the papers' models with their parameter counts."""
     from nvmsim.models import build, count_parameters
@@ -238,7 +307,7 @@ def models() -> None:
     console.print(table)
 
 
-@app.command("summary")
+@command("summary")
 def summary_cmd(
     arch: Annotated[str, typer.Argument(help="A registered model (see `nvmsim models`).")],
     device: Annotated[str, typer.Option(help="Device preset of every analog layer.")] = "ideal",
@@ -278,10 +347,10 @@ def summary_cmd(
     console.print(table)
     console.print(s.footer())
     for w in caught:
-        console.print(f"note: {w.message}")
+        _say(f"note: {w.message}")
 
 
-@app.command()
+@command()
 def data(
     data_dir: Annotated[Path | None, typer.Option(help="Look here first.")] = None,
 ) -> None:
@@ -297,7 +366,7 @@ def data(
     console.print(table)
 
 
-@app.command()
+@command()
 def irdrop(
     rows: Annotated[int, typer.Option(min=1)] = 256,
     cols: Annotated[int, typer.Option(min=1)] = 256,
@@ -314,6 +383,8 @@ def irdrop(
 
     from nvmsim.crossbar.parasitics import effective_matrix
 
+    if figure is not None and not figure.parent.is_dir():
+        _fail(f"{figure}: --figure: folder {figure.parent} does not exist")
     rng = np.random.default_rng(seed)
     g = rng.uniform(g_on / on_off, g_on, size=(rows, cols))
     v = rng.uniform(0, 0.2, size=(1, rows))
@@ -344,10 +415,10 @@ def irdrop(
         ax.set_title(f"IR drop, {rows}x{cols}, r = {r_wire} ohm")
         fig.tight_layout()
         fig.savefig(figure, dpi=120)
-        console.print(f"figure written to {figure}")
+        _say(f"figure written to {figure}")
 
 
-@app.command()
+@command()
 def energy(
     model: Annotated[str, typer.Argument(help="Registered model name (nvmsim models).")],
     device: Annotated[str, typer.Option(help="Technology: reram, sonos, pcm.")] = "reram",
@@ -370,56 +441,59 @@ StoreOpt = Annotated[
 QuickOpt = Annotated[bool, typer.Option("--quick", help="Subsets, fewer epochs and repeats.")]
 
 
-def _plan(study: Path, quick: bool, store: Path | None):
-    from nvmsim.config import ConfigError
+def _plan(study: Path, quick: bool, store: Path | None, check_data: bool = True):
     from nvmsim.studies.study import plan
 
-    try:
-        return plan(study, quick=quick, store=store)
-    except ConfigError as err:
-        _fail(str(err))
+    return plan(study, quick=quick, store=store, check_data=check_data)
 
 
-@app.command()
-@_store_errors
+@command()
 def run(
     study: StudyPath,
     quick: QuickOpt = False,
     workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (host:port; default $RAY_ADDRESS, else a new one)."),
+    ] = None,
     store: StoreOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Run every pending run of a study; finished runs are skipped, results stored as they come."""
+    """Run every pending run of a study; finished runs are skipped, results stored as they come.
+
+    Several processes (or machines) on one store split the work: each claims runs as it goes.
+    """
     from nvmsim.studies.study import run_plan
 
     if executor not in ("local", "ray"):
         _fail(f"--executor must be 'local' or 'ray', got {executor!r}")
+    if address is not None and executor != "ray":
+        _fail("--address is for --executor ray")
     p = _plan(study, quick, store)
-    counts = run_plan(p, executor=executor, workers=workers, progress=not quiet)
-    console.print(
-        f"{p.study_key}: {counts['ran']} runs done now, {counts['skipped']} already stored, "
-        f"{counts['total']} in all -> {p.store_path}"
+    counts = run_plan(p, executor=executor, workers=workers, progress=not quiet, address=address)
+    others = f", {counts['others']} by another process" if counts.get("others") else ""
+    _say(
+        f"{p.study_key}: {counts['ran']} runs done now, {counts['skipped']} already stored"
+        f"{others}, {counts['total']} in all -> {p.store_path}"
     )
     if counts["errors"]:
         for message in counts["errors"]:
-            err_console.print(f"[red]failed:[/] {message}", highlight=False)
+            err_console.print(f"[red]failed:[/] {escape(message)}", highlight=False)
         _fail(f"{counts['failed']} runs failed and were not stored; fix and run again")
 
 
-@app.command("status")
-@_store_errors
+@command("status")
 def status_cmd(study: StudyPath, quick: QuickOpt = False, store: StoreOpt = None) -> None:
-    """How many runs of a study are done and pending."""
+    """How many runs of a study are done and pending (from the store alone)."""
     from nvmsim.studies.study import status
 
-    p = _plan(study, quick, store)
+    p = _plan(study, quick, store, check_data=False)
     s = status(p)
-    console.print(f"{p.study_key}: {s['done']} done, {s['pending']} pending, {s['total']} in all")
+    _say(f"{p.study_key}: {s['done']} done, {s['pending']} pending, {s['total']} in all")
 
 
-@app.command()
-@_store_errors
+@command()
 def report(
     study: StudyPath,
     quick: QuickOpt = False,
@@ -427,36 +501,37 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
     export: Annotated[Path | None, typer.Option(help="Also export runs (.csv / .parquet).")] = None,
 ) -> None:
-    """Write markdown tables, figures and a static HTML page from stored results."""
+    """Write markdown tables, figures and a static HTML page from stored results (the store
+    alone: no dataset is needed)."""
     from nvmsim.report.build import write_report
     from nvmsim.studies.store import Store
     from nvmsim.studies.store import export as export_rows
 
-    p = _plan(study, quick, store)
-    if not p.store_path.is_file():
-        _fail(f"{p.store_path}: no results yet; run `nvmsim run {study}` first")
-    with Store(p.store_path) as s:
-        rows = s.rows(p.study_key, [r.run_id for r in p.runs])
-    if not rows:
-        other = _plan(study, not quick, store)
-        with Store(p.store_path) as s:
-            hint = bool(s.rows(other.study_key, [r.run_id for r in other.runs]))
-        flag = "without --quick" if quick else "with --quick"
-        tip = f" (it holds runs of {other.study_key}: report {flag})" if hint else ""
-        _fail(f"{p.store_path}: no stored runs of {p.study_key}{tip}")
+    p = _plan(study, quick, store, check_data=False)
     folder = out or p.store_path.parent / (p.spec.name + ("-quick" if quick else ""))
+    if folder.exists() and not folder.is_dir():
+        _fail(f"{folder}: --out must be a folder, and this is a file")
+    if export is not None and not export.parent.is_dir():
+        _fail(f"{export}: --export: folder {export.parent} does not exist")
+    if not p.store_path.exists():
+        _fail(f"{p.store_path}: no results yet; run `nvmsim run {study}` first")
+    with Store(p.store_path, readonly=True) as s:
+        rows = s.rows(p.study_key, [r.run_id for r in p.runs])
+        if not rows:
+            other = _plan(study, not quick, store, check_data=False)
+            hint = bool(s.rows(other.study_key, [r.run_id for r in other.runs]))
+            flag = "without --quick" if quick else "with --quick"
+            tip = f" (it holds runs of {other.study_key}: report {flag})" if hint else ""
+            _fail(f"{p.store_path}: no stored runs of {p.study_key}{tip}")
     rep = p.spec.report
     paths = write_report(
         rows, folder, p.study_key, p.spec.description, rep.x, rep.panels, rep.log_x, rep.pool
     )
     if export is not None:
-        try:
-            paths["export"] = export_rows(rows, export)
-        except ValueError as err:
-            _fail(str(err))
+        paths["export"] = export_rows(rows, export)
     missing = len(p.runs) - len(rows)
     for kind, path in paths.items():
-        console.print(f"{kind}: {path}")
+        _say(f"{kind}: {path}")
     if missing:
         console.print(f"[yellow]{missing} runs are not done yet; the report shows {len(rows)}.[/]")
 

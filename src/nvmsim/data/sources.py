@@ -51,7 +51,10 @@ def search_roots(data_dir: str | Path | None = None) -> list[Path]:
         roots.append(d)
     env = os.environ.get("NVMSIM_DATA")
     if env:
-        roots.append(Path(env).expanduser())
+        d = Path(env).expanduser()
+        if not d.is_dir():
+            raise DatasetError(f"NVMSIM_DATA = {env!r} is not a folder")
+        roots.append(d)
     roots.append(cache.cache_root())
     checkout = _checkout_data_dir()
     if checkout is not None:

@@ -102,6 +102,11 @@ def _loss_acc(
     with torch.no_grad():
         for i in range(0, len(x), batch):
             out = model(x[i : i + batch])
+            if not bool(torch.isfinite(out).all()):
+                raise FloatingPointError(
+                    "the network's outputs are not finite (NaN or inf); check the device "
+                    "config (a huge noise sigma?) and the model's parameters"
+                )
             loss += float(F.cross_entropy(out, y[i : i + batch], reduction="sum"))
             correct += int((out.argmax(1) == y[i : i + batch]).sum())
     return loss / len(x), correct / len(x)

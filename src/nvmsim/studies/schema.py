@@ -8,6 +8,7 @@ anything runs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +35,7 @@ class TrainSpec(_Strict):
     # Initial weights: torch's defaults, or Keras's (glorot-uniform kernels, zero biases).
     init: Literal["torch", "keras"] = "torch"
     # Replicate of the training run: other initial weights and shuffling, the same recipe.
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**63)
 
     @model_validator(mode="after")
     def _momentum_needs_optimizer(self) -> TrainSpec:
@@ -198,7 +199,7 @@ class ReportSpec(_Strict):
 class StudySpec(_Strict):
     name: str
     description: str = ""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**63)  # stored as a 64-bit SQLite integer
     repeats: int = Field(10, ge=1)
     metrics: list[Literal["accuracy", "loss"]] = ["accuracy", "loss"]
     models: dict[str, ModelSpec]
@@ -208,6 +209,17 @@ class StudySpec(_Strict):
     sweep: SweepSpec = SweepSpec()
     quick: QuickSpec = QuickSpec()
     report: ReportSpec = ReportSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        """A name, not a path: it names the store and model cache under nvmsim-results/."""
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}", v):
+            raise ValueError(
+                f"{v!r} is not a plain name: use letters, digits and _ . + - (no folders, "
+                "no leading dot, at most 128 characters)"
+            )
+        return v
 
     @field_validator("models")
     @classmethod
@@ -230,11 +242,14 @@ class StudySpec(_Strict):
 
 
 def load_study(path: str | Path) -> tuple[StudySpec, Path]:
-    """Parse and validate a study file; relative file paths resolve against its folder."""
+    """Parse and validate a study file; relative file and folder paths (checkpoints, Keras
+    files, ``data.data_dir``) resolve against its folder."""
     path = Path(path)
     raw = read_toml(path)
     spec = validate(StudySpec, raw, source=str(path))
     base = path.resolve().parent
+    if spec.data.data_dir is not None:
+        spec.data.data_dir = str((base / Path(spec.data.data_dir).expanduser()).resolve())
     for label, m in spec.models.items():
         for key in ("checkpoint", "keras"):
             value = getattr(m, key)

@@ -6,10 +6,28 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvmsim.config import ConfigError
+from nvmsim.studies.checks import check_datasets, check_models
 from nvmsim.studies.executors import execute
+
+
+class _TempConnection:  # TEMP until executors.connect lands
+    def __init__(self, executor, address, workers):
+        self.args = (executor, workers)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def execute(self, tasks, cache_dir):
+        return execute(tasks, cache_dir, *self.args)
+
+
+connect = _TempConnection
+from nvmsim.studies.lease import Lease
 from nvmsim.studies.schema import StudySpec, load_study
-from nvmsim.studies.store import Store
+from nvmsim.studies.store import Store, non_finite
 from nvmsim.studies.sweep import Run, expand
 
 
@@ -19,6 +37,7 @@ class Plan:
     runs: list[Run]
     store_path: Path
     quick: bool
+    source: Path
 
     @property
     def study_key(self) -> str:
@@ -33,29 +52,17 @@ def default_store(spec: StudySpec) -> Path:
     return Path("nvmsim-results") / f"{spec.name}.sqlite"
 
 
-def plan(path: str | Path, quick: bool = False, store: str | Path | None = None) -> Plan:
-    """Load, validate and expand a study, and check its data exist; touches no store."""
+def plan(
+    path: str | Path, quick: bool = False, store: str | Path | None = None, check_data: bool = True
+) -> Plan:
+    """Load, validate and expand a study; build each model once and check that it fits its
+    dataset; with ``check_data``, also that the data exist. Touches no store."""
     spec, _ = load_study(path)
-    runs = expand(spec, quick)
-    _check_datasets(runs, path)
-    return Plan(spec, runs, Path(store) if store else default_store(spec), quick)
-
-
-def _check_datasets(runs: list[Run], source: str | Path) -> None:
-    """Fail early, naming the file to fetch, when a dataset is not available."""
-    from nvmsim.data import DatasetError, load
-
-    seen = set()
-    for r in runs:
-        d = r.config["data"]
-        key = (d["dataset"], d.get("data_dir"))
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            load(d["dataset"], "test", d.get("data_dir"), subset=1)
-        except DatasetError as err:
-            raise ConfigError(f"{source}: data.dataset = {d['dataset']!r}: {err}") from None
+    runs = expand(spec, quick, source=str(path))
+    check_models(runs, path)
+    if check_data:
+        check_datasets(runs, path)
+    return Plan(spec, runs, Path(store) if store else default_store(spec), quick, Path(path))
 
 
 def run_plan(
@@ -64,53 +71,92 @@ def run_plan(
     workers: int = 1,
     progress: bool = True,
     on_result=None,
+    address: str | None = None,
 ) -> dict[str, int]:
-    """Execute every run not yet in the store; results are stored one by one as they finish."""
-    with Store(p.store_path) as store:
+    """Execute every run not yet in the store; results are stored one by one as they finish.
+
+    Runs are claimed one at a time just before they are computed, so several processes on
+    one store split the work; runs that another live process holds are waited for, and taken
+    over if that process dies (its lease expires).
+    """
+    connection = connect(executor, address, workers)  # before the store: a failed start leaves none
+    with connection, Store(p.store_path) as store, Lease(p.store_path) as lease:
         done = store.done_ids(p.study_key)
         todo = [r for r in p.runs if r.run_id not in done]
         counts = {"total": len(p.runs), "skipped": len(p.runs) - len(todo), "ran": 0, "failed": 0}
         errors: list[str] = []
         if not todo:
+            counts["others"] = 0
             counts["errors"] = []  # type: ignore[assignment]
             return counts
-        keys = {}
-        for r in todo:
-            trains_in_software = r.config["scenario"].get("onchip") is None
-            if r.config["source"]["arch"] and trains_in_software and r.train_key not in keys:
-                keys[r.train_key] = r
-        to_train = [
-            ("train", r.config, k)
-            for k, r in keys.items()
-            if not (p.cache_dir / f"{k}.safetensors").is_file()
-        ]
-        bar = _Progress(progress, len(to_train) + len(todo))
+        bar = _Progress(progress, len(todo))
         try:
-            if to_train:
-                bar.phase("training")
-                for i, result, _, _ in execute(to_train, p.cache_dir, executor, workers):
-                    if "error" in result:
-                        errors.append(f"training {to_train[i][1]['model']}: {result['error']}")
-                    bar.advance("model trained")
+            _train_missing(p, todo, connection, bar, errors)
             bar.phase("evaluating")
-            tasks = [("eval", r.config, r.train_key) for r in todo]
-            for i, metrics, start, seconds in execute(tasks, p.cache_dir, executor, workers):
-                r = todo[i]
-                if "error" in metrics:
-                    counts["failed"] += 1
-                    errors.append(f"run {r.axes}: {metrics['error']}")
-                    bar.advance("failed")
-                    continue
-                store.add(p.study_key, r.run_id, r.axes, r.config, metrics, start, seconds)
-                counts["ran"] += 1
-                last = ", ".join(f"{k}={v}" for k, v in r.axes.items())
-                bar.advance(f"{last}: accuracy {100 * metrics['accuracy']:.2f} %")
-                if on_result is not None:
-                    on_result(r, metrics)
+            attempted: set[str] = set()
+            while True:
+                claimed: list[Run] = []
+                tasks = _claimed_tasks(p, todo, store, lease, attempted, claimed)
+                for i, metrics, start, seconds in connection.execute(tasks, p.cache_dir):
+                    r = claimed[i]
+                    problem = metrics.get("error") or non_finite(metrics)
+                    if problem:
+                        store.release(lease.owner, p.study_key, r.run_id)
+                        counts["failed"] += 1
+                        errors.append(f"{p.source}: run {r.run_id} {r.axes}: {problem}")
+                        bar.advance("failed")
+                        continue
+                    store.add(p.study_key, r.run_id, r.axes, r.config, metrics, start, seconds)
+                    counts["ran"] += 1
+                    last = ", ".join(f"{k}={v}" for k, v in r.axes.items())
+                    bar.advance(f"{last}: accuracy {100 * metrics['accuracy']:.2f} %")
+                    if on_result is not None:
+                        on_result(r, metrics)
+                waiting = {r.run_id for r in todo} - attempted - store.done_ids(p.study_key)
+                if not waiting:
+                    break
+                if waiting <= store.claimed_by_others(p.study_key, lease.owner):
+                    bar.phase("waiting for another process")
+                    time.sleep(min(2.0, lease.ttl / 4))
         finally:
             bar.stop()
+        counts["others"] = (
+            len({r.run_id for r in todo} & store.done_ids(p.study_key)) - counts["ran"]
+        )
     counts["errors"] = errors  # type: ignore[assignment]
     return counts
+
+
+def _claimed_tasks(p: Plan, todo, store: Store, lease: Lease, attempted: set, claimed: list):
+    """Evaluation tasks of the runs this process can claim now, claimed as they are taken."""
+    for r in todo:
+        if r.run_id in attempted or not store.claim(p.study_key, r.run_id, lease.owner, lease.ttl):
+            continue
+        attempted.add(r.run_id)
+        claimed.append(r)
+        yield ("eval", r.config, r.train_key)
+
+
+def _train_missing(p: Plan, todo: list[Run], connection, bar, errors: list[str]) -> None:
+    """Train (and cache) each model the pending runs need that is not cached yet."""
+    keys = {}
+    for r in todo:
+        trains_in_software = r.config["scenario"].get("onchip") is None
+        if r.config["source"]["arch"] and trains_in_software and r.train_key not in keys:
+            keys[r.train_key] = r
+    to_train = [
+        ("train", r.config, k)
+        for k, r in keys.items()
+        if not (p.cache_dir / f"{k}.safetensors").is_file()
+    ]
+    if not to_train:
+        return
+    bar.add(len(to_train))
+    bar.phase("training")
+    for i, result, _, _ in connection.execute(to_train, p.cache_dir):
+        if "error" in result:
+            errors.append(f"{p.source}: training {to_train[i][1]['model']}: {result['error']}")
+        bar.advance("model trained")
 
 
 class _Progress:
@@ -135,6 +181,10 @@ class _Progress:
             self.task = self.bar.add_task("starting", total=total, last="")
         self.t0 = time.perf_counter()
 
+    def add(self, n: int) -> None:
+        if self.bar:
+            self.bar.update(self.task, total=self.bar.tasks[0].total + n)
+
     def phase(self, name: str) -> None:
         if self.bar:
             self.bar.update(self.task, description=name)
@@ -149,8 +199,9 @@ class _Progress:
 
 
 def status(p: Plan) -> dict[str, int]:
-    if not p.store_path.is_file():
+    """Done and pending runs, from the store alone (read-only; no data needed)."""
+    if not p.store_path.exists():
         return {"total": len(p.runs), "done": 0, "pending": len(p.runs)}
-    with Store(p.store_path) as store:
+    with Store(p.store_path, readonly=True) as store:
         done = store.done_ids(p.study_key) & {r.run_id for r in p.runs}
     return {"total": len(p.runs), "done": len(done), "pending": len(p.runs) - len(done)}

@@ -44,6 +44,19 @@ def _set(tree: dict, path: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+MAX_POINTS = 100_000  # a study past this is almost surely a mistake; split it
+
+
+def count_points(spec: StudySpec) -> int:
+    """How many points the sweep has, counted without expanding it."""
+    n = 1
+    for values in spec.sweep.axes().values():
+        n *= len(values)
+    for group in spec.sweep.zip:
+        n *= len(next(iter(group.values()), [None]))
+    return n
+
+
 def _points(spec: StudySpec) -> list[dict[str, Any]]:
     """Cartesian product of the plain axes with each zipped group (walked in lockstep)."""
     factors: list[list[dict[str, Any]]] = [
@@ -70,8 +83,11 @@ def _cap(current: int | None, cap: int, size: int | None) -> int | None:
     return None if size is not None and n >= size else n
 
 
-def resolve(spec: StudySpec, point: dict[str, Any], quick: bool = False) -> dict[str, Any]:
-    """The full JSON config of one run: base settings with the point's axis values applied."""
+def resolve(
+    spec: StudySpec, point: dict[str, Any], quick: bool = False, source: str = "study"
+) -> dict[str, Any]:
+    """The full JSON config of one run: base settings with the point's axis values applied;
+    errors name ``source`` (the study file) and the point."""
     labels = list(spec.models)
     label = point.get("model", labels[0] if len(labels) == 1 else None)
     if label is None:
@@ -110,13 +126,13 @@ def resolve(spec: StudySpec, point: dict[str, Any], quick: bool = False) -> dict
     if "sigma_neu" in point and m.arch is None:
         raise ValueError(f"sigma_neu needs training, but model {label!r} is loaded from a file")
     # Validate every part now, so that a bad value fails before anything runs.
-    analog = validate(AnalogConfig, tree["analog"], source=f"point {point}: analog")
-    tree["analog"] = analog.model_dump(mode="json")
-    tree["scenario"] = validate(
-        ScenarioSpec, tree["scenario"], f"point {point}: scenario"
-    ).model_dump()
-    tree["train"] = validate(TrainSpec, tree["train"], f"point {point}: train").model_dump()
-    tree["data"] = validate(DataSpec, tree["data"], f"point {point}: data").model_dump()
+    where = f"{source}: sweep point {point}"
+    tree["analog"] = validate(AnalogConfig, tree["analog"], f"{where}: analog").model_dump(
+        mode="json"
+    )
+    tree["scenario"] = validate(ScenarioSpec, tree["scenario"], f"{where}: scenario").model_dump()
+    tree["train"] = validate(TrainSpec, tree["train"], f"{where}: train").model_dump()
+    tree["data"] = validate(DataSpec, tree["data"], f"{where}: data").model_dump()
     return tree
 
 
@@ -145,16 +161,24 @@ def train_config(tree: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def expand(spec: StudySpec, quick: bool = False) -> list[Run]:
-    """All runs of a study, validated; raises ConfigError naming the bad point."""
+def expand(spec: StudySpec, quick: bool = False, source: str | None = None) -> list[Run]:
+    """All runs of a study, validated; raises ConfigError naming the study file (``source``)
+    and the bad point. The points are counted first: past MAX_POINTS nothing is expanded."""
+    where = source or f"study {spec.name!r}"
+    n = count_points(spec)
+    if n > MAX_POINTS:
+        raise ConfigError(
+            f"{where}: the sweep has {n:,} points, more than the limit of {MAX_POINTS:,}; "
+            "split it into several studies"
+        )
     runs, seen = [], set()
     for point in _points(spec):
         try:
-            tree = resolve(spec, point, quick)
+            tree = resolve(spec, point, quick, where)
         except ConfigError:
             raise
         except ValueError as err:
-            raise ConfigError(f"study {spec.name!r}: {err}") from None
+            raise ConfigError(f"{where}: {err}") from None
         run_id = digest(identity(tree))
         if run_id in seen:
             continue

@@ -1,0 +1,95 @@
+"""Plan-time checks: everything a study needs is there and fits, before any store exists.
+
+Each distinct model is built once on torch's meta device (no memory for its weights, so a
+file cannot make this allocate) and one batch of its dataset's input shape is pushed through
+it; each dataset is looked up once. A bad arch, model kwarg, crop or a network that does not
+fit its data fails here, naming the study file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nvmsim.config import ConfigError
+from nvmsim.data.registry import DATASETS
+from nvmsim.studies.sweep import Run
+
+
+def input_shape(data: dict, where: str) -> tuple[int, ...]:
+    """The ``(C, H, W)`` a model sees from ``data`` (a run's data table), crop applied."""
+    name = data["dataset"]
+    info = DATASETS.get(name)
+    if info is None:
+        known = ", ".join(DATASETS)
+        raise ConfigError(f"{where}: data.dataset = {name!r}: unknown dataset; known: {known}")
+    c, h, w = info.shape
+    crop = data.get("crop")
+    if crop:
+        ch, cw = crop
+        if not (0 < ch <= h and 0 < cw <= w):
+            raise ConfigError(
+                f"{where}: data.crop = [{ch}, {cw}] does not fit {name}'s {h}x{w} images"
+            )
+        h, w = ch, cw
+    return (c, h, w)
+
+
+def check_models(runs: list[Run], where: str | Path) -> None:
+    """Build each distinct model of the runs on the meta device and run one batch through it."""
+    from nvmsim.studies.runner import build_model
+
+    seen = set()
+    for r in runs:
+        tree = r.config
+        shape = input_shape(tree["data"], str(where))
+        key = (tree["model"], repr(tree["kwargs"]), shape)
+        if key in seen:
+            continue
+        seen.add(key)
+        field = f"models.{tree['model']}"
+        try:
+            if tree["source"]["arch"]:
+                with torch.device("meta"):
+                    model = build_model(tree)
+            else:
+                model = build_model(tree)  # the file was read and checked by load_study
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: {field}: {_first_line(err)}") from None
+        classes = DATASETS[tree["data"]["dataset"]].num_classes
+        try:
+            with torch.device("meta"), torch.no_grad():
+                out = model.to("meta").eval()(torch.empty(2, *shape))
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            raise ConfigError(
+                f"{where}: {field} does not take {tree['data']['dataset']} inputs of shape "
+                f"{shape}: {_first_line(err)}"
+            ) from None
+        if tuple(out.shape) != (2, classes):
+            raise ConfigError(
+                f"{where}: {field} gives outputs of shape {tuple(out.shape[1:])} per input; "
+                f"{tree['data']['dataset']} has {classes} classes"
+            )
+
+
+def check_datasets(runs: list[Run], where: str | Path) -> None:
+    """Fail early, naming the file to fetch, when a dataset is not available."""
+    from nvmsim.data import DatasetError, load
+
+    seen = set()
+    for r in runs:
+        d = r.config["data"]
+        key = (d["dataset"], d.get("data_dir"))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load(d["dataset"], "test", d.get("data_dir"), subset=1)
+        except DatasetError as err:
+            raise ConfigError(f"{where}: data.dataset = {d['dataset']!r}: {err}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -1,0 +1,79 @@
+"""Plan-time checks: a study that cannot run fails before its store exists, naming the study
+file and the field."""
+
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from nvmsim.cli import app
+from nvmsim.config import ConfigError
+from nvmsim.studies.study import plan
+
+runner = CliRunner()
+
+
+def _rewrite(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize(
+    "old, new, match",
+    [
+        ('arch = "mlp"', 'arch = "nope"', r"models\.mlp: unknown model 'nope'"),
+        ("sizes = [64, 24, 10]", "size = [64, 24, 10]", r"models\.mlp: .*unexpected keyword"),
+        ("sizes = [64, 24, 10]", "sizes = [784, 24, 10]", r"models\.mlp does not take digits"),
+        ("sizes = [64, 24, 10]", "sizes = [64, 24, 5]", "outputs of shape \\(5,\\).*10 classes"),
+        ('dataset = "digits"', 'dataset = "digits"\ncrop = [9, 4]', r"data\.crop = \[9, 4\]"),
+        ('dataset = "digits"', 'dataset = "nope"', r"data\.dataset = 'nope': unknown dataset"),
+        ("repeats = 3", "repeats = 3\nseed = 9223372036854775808", "seed"),
+        ('name = "s"', 'name = "../../escape"', "not a plain name"),
+    ],
+)
+def test_plan_refuses_with_file_and_field(write_study, tmp_path, old, new, match):
+    study = _rewrite(write_study(), old, new)
+    with pytest.raises(ConfigError, match=match) as info:
+        plan(study)
+    assert str(study) in str(info.value)
+    store = tmp_path / "never" / "s.sqlite"
+    res = runner.invoke(app, ["run", str(study), "--store", str(store)])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert not store.parent.exists()
+
+
+def test_huge_sweep_is_counted_not_expanded(write_study):
+    axes = "\n".join(f"{a} = [{', '.join(str(i / 1e4) for i in range(1000))}]"
+                     for a in ("sigma_syn", "sigma_te", "sigma_prog"))  # fmt: skip
+    study = write_study(sweep=axes)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="1,000,000,000 points, more than the limit"):
+        plan(study)
+    assert time.perf_counter() - t0 < 30  # generous: the point is no 10^9-point allocation
+
+
+def test_point_errors_name_the_study_file(write_study):
+    study = write_study(sweep="sigma_syn = [0.1, -1.0]")
+    with pytest.raises(ConfigError, match=r"sweep point \{'sigma_syn': -1.0\}") as info:
+        plan(study)
+    assert str(info.value).startswith(str(study))
+
+
+def test_data_dir_resolves_from_the_study_folder(write_study, tmp_path, monkeypatch):
+    study = _rewrite(write_study(), 'dataset = "digits"', 'dataset = "digits"\ndata_dir = "d"')
+    (tmp_path / "d").mkdir()
+    monkeypatch.chdir(tmp_path.parent)  # elsewhere: "d" would not exist from here
+    p = plan(study)
+    assert p.runs[0].config["data"]["data_dir"] == str((tmp_path / "d").resolve())
+
+
+def test_nvmsim_data_pointing_at_a_file_is_an_error(write_study, tmp_path, monkeypatch):
+    bogus = tmp_path / "file.txt"
+    bogus.write_text("x")
+    monkeypatch.setenv("NVMSIM_DATA", str(bogus))
+    study = _rewrite(write_study(), 'dataset = "digits"', 'dataset = "mnist"')
+    _rewrite(study, "sizes = [64,", "sizes = [784,")
+    with pytest.raises(ConfigError, match="NVMSIM_DATA = .*file.txt' is not a folder"):
+        plan(study)
