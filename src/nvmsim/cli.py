@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -90,9 +91,7 @@ def command(*args, **kwargs):
     and exit 2, never a traceback."""
     import functools
 
-    from nvmsim.studies import executors  # TEMP until ExecutorError lands
-
-    ExecutorError = getattr(executors, "ExecutorError", ValueError)  # noqa: N806
+    from nvmsim.studies.executors import ExecutorError
 
     def register(fn):
         @functools.wraps(fn)
@@ -102,6 +101,8 @@ def command(*args, **kwargs):
             except typer.Exit:
                 raise
             except (ValueError, OSError, ExecutorError) as err:
+                if os.environ.get("NVMSIM_DEBUG"):  # the traceback, for a bug report
+                    raise
                 _fail(_one_line(err))
 
         return app.command(*args, cls=_OneLineCommand, **kwargs)(wrapper)

@@ -28,6 +28,26 @@ import numpy as np
 
 
 @dataclass
+class Declared:
+    """A weight that declares ``shape`` but stores one chunk of it: chunked storage lets a
+    kilobyte file claim a tensor of any size (``compression`` sets a filter on it)."""
+
+    shape: tuple[int, ...]
+    compression: str | None = None
+
+
+def _dataset(group, name: str, value) -> None:
+    if not isinstance(value, Declared):
+        group.create_dataset(name, data=value)
+        return
+    chunks = tuple(min(64, n) for n in value.shape)
+    ds = group.create_dataset(
+        name, shape=value.shape, dtype="f4", chunks=chunks, compression=value.compression
+    )
+    ds[tuple(slice(0, c) for c in chunks)] = 1.0
+
+
+@dataclass
 class Layer:
     class_name: str
     config: dict
@@ -151,7 +171,7 @@ def keras3_weights_h5(
             if name_attr:
                 vars_.attrs["name"] = lay.name
             for i, (_, value) in enumerate(lay.weights):
-                vars_.create_dataset(str(i), data=value)
+                _dataset(vars_, str(i), value)
         f.create_group("vars").attrs["name"] = "sequential"
     return buf.getvalue()
 
@@ -214,5 +234,5 @@ def write_legacy_h5(
                 names = [f"sequential/{lay.name}/{w}" for w, _ in lay.weights]
             _set_list_attr(g, "weight_names", [s(n) for n in names], chunk_attrs)
             for n, (_, value) in zip(names, lay.weights, strict=True):
-                g.create_dataset(n, data=value)
+                _dataset(g, n, value)
     return path

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import time
 
 import pytest
 import torch
+from safetensors.torch import save as st_save
 from safetensors.torch import save_file
 from torch import nn
 
 import nvmsim
 from nvmsim.config import AnalogConfig
 from nvmsim.io import CheckpointError, load_checkpoint, read_checkpoint_info, save_checkpoint
+from nvmsim.io.checkpoint import _digest
 from nvmsim.models import build
 
 
@@ -57,7 +62,8 @@ def test_kwargs_custom_builder_and_module_target(tmp_path):
         return build(name, **kwargs)
 
     loaded, _ = load_checkpoint(path, build=builder)
-    assert calls == [("mlp128", {"sigma_neu": 0.1})] and _same_weights(model, loaded)
+    # called twice: on the meta device to check the shapes, then for real
+    assert calls == [("mlp128", {"sigma_neu": 0.1})] * 2 and _same_weights(model, loaded)
 
     target = build("mlp128")
     loaded, _ = load_checkpoint(path, build=target)
@@ -169,3 +175,102 @@ def test_failed_write_keeps_old_checkpoint_and_leaves_no_temp(tmp_path, monkeypa
     save_checkpoint(_mlp(seed=2), path, arch={"name": "mlp128"})  # overwrite works
     assert _same_weights(_mlp(seed=2), load_checkpoint(path)[0])
     assert os.listdir(tmp_path) == ["mlp.st"]
+
+
+# ---------------------------------------------------------------- hostile checkpoint files
+
+
+def _refused(path, pattern: str, quick: bool = False, **kw) -> None:
+    """``load_checkpoint``: a one-line CheckpointError naming the file and matching ``pattern``
+    (``quick``: in well under a second)."""
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=pattern) as info:
+        load_checkpoint(path, **kw)
+    assert not quick or time.perf_counter() - start < 1.0
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def _forge(path, tensors: dict, info) -> None:
+    """A checkpoint with any tensors and ``info`` (a string: written as is), checksum valid."""
+    meta = {
+        "format": "nvmsim-checkpoint",
+        "format_version": "1",
+        "sha256": _digest(tensors),
+        "info": info if isinstance(info, str) else json.dumps(info),
+    }
+    path.write_bytes(st_save(tensors, metadata=meta))
+
+
+def _net():
+    return nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 4), nn.BatchNorm1d(4))
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"), [("1.bias", math.nan), ("2.running_var", math.inf), ("0.weight", -math.inf)]
+)
+def test_non_finite_tensor_refused_naming_it(tmp_path, key, bad):
+    model = _net()
+    model.state_dict()[key].view(-1)[1] = bad  # digital parts too: a bias, a running variance
+    path = tmp_path / "c.st"
+    with pytest.raises(CheckpointError, match=rf"not saved: tensor\(s\) \['{key}'\] contain"):
+        save_checkpoint(model, path, arch={"name": "x"})  # nobody could load it again
+    assert not path.exists()
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    _forge(path, tensors, {"arch": {"name": "x"}})  # written by something else
+    _refused(path, rf"c\.st: tensor\(s\) \['{key}'\] contain NaN or inf", build=_net())
+
+
+def test_huge_model_in_metadata_is_refused_before_it_is_built(tmp_path):
+    path = tmp_path / "huge.st"
+    sizes = [784, 200_000, 200_000, 10]  # 160 GB of float32
+    save_checkpoint(_mlp(), path, arch={"name": "mlp", "kwargs": {"sizes": sizes}})
+    missing = r"missing tensors \['5\.weight', '5\.bias'\]"
+    wrong = r"1\.weight: file \(128, 784\), model \(200000, 784\)"
+    _refused(
+        path, rf"huge\.st: checkpoint does not fit model 'mlp': {missing}.*{wrong}", quick=True
+    )
+
+
+def test_arch_too_large_to_build_is_refused(tmp_path):
+    path = tmp_path / "deep.st"
+    save_checkpoint(_mlp(), path, arch={"name": "mlp", "kwargs": {"sizes": [2] * 5000}})
+    _refused(path, r"deep\.st: arch is \d+ bytes of JSON, more than the 4096", quick=True)
+    assert read_checkpoint_info(path)["arch"]["name"] == "mlp"  # the info can still be read
+
+
+def test_builder_error_of_any_type_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "c.st"
+    save_checkpoint(_mlp(), path, arch={"name": "mlp", "kwargs": {"sizes": [784, -5, 10]}})
+    _refused(path, r"c\.st: cannot build model 'mlp' .*RuntimeError: .*negative dimension")
+
+
+@pytest.mark.parametrize(
+    ("info", "pattern"),
+    [
+        ("[" * 100_000, "nested too deeply"),
+        ({"arch": {"name": 3}}, "arch 'name' is 3, not a string"),
+        ({"arch": {"name": "mlp128", "kwargs": [1]}}, r"arch 'kwargs' is \[1\], not an object"),
+        ({"arch": ["mlp128"]}, "no 'arch' object"),
+    ],
+)
+def test_malformed_info_refused(tmp_path, info, pattern):
+    path = tmp_path / "c.st"
+    _forge(path, _mlp().state_dict(), info)
+    _refused(path, rf"c\.st: checkpoint metadata 'info' is malformed: {pattern}")
+    with pytest.raises(CheckpointError, match="malformed"):
+        read_checkpoint_info(path)
+
+
+def test_tensor_of_another_dtype_kind_refused(tmp_path):
+    path = tmp_path / "c.st"
+    tensors = {k: v.clone() for k, v in _mlp().state_dict().items()}
+    tensors["1.bias"] = tensors["1.bias"].to(torch.int64)
+    _forge(path, tensors, {"arch": {"name": "mlp128"}})
+    _refused(path, r"c\.st: tensor '1\.bias' has dtype torch\.int64, the model's is torch\.float32")
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff" * 64, os.urandom(1000)])
+def test_not_a_safetensors_file(tmp_path, data):
+    path = tmp_path / "c.st"
+    path.write_bytes(data)
+    _refused(path, r"c\.st: not a readable checkpoint \(truncated or corrupted\?\)")

@@ -15,6 +15,10 @@ File format (one file, so one atomic ``os.replace`` publishes it whole):
   The header is plain JSON at the start of the file (after an 8-byte length), so
   ``read_checkpoint_info(path)`` reads it without loading the tensors.
 
+``load_checkpoint`` checks the tensor names and shapes of the header against the model built on
+the meta device before any tensor data is read or the model is allocated, then the checksum,
+then that every tensor is finite; any bad file is a one-line :class:`CheckpointError`.
+
 ``save_checkpoint`` writes to a temporary file in the same folder, fsyncs it and renames it
 over ``path``; a crash leaves either the old checkpoint or the new one, never half of one,
 and the temporary file is removed on any error.
@@ -27,7 +31,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,9 @@ __all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint_info", "save_c
 
 FORMAT = "nvmsim-checkpoint"
 FORMAT_VERSION = "1"
+#: Most bytes of JSON an ``arch`` may have for ``load_checkpoint`` to build it (real ones have
+#: tens): building takes time and memory in the size of the kwargs (``mlp(sizes=[...])``).
+MAX_ARCH_BYTES = 4096
 
 
 class CheckpointError(ValueError):
@@ -112,6 +120,9 @@ def save_checkpoint(
         tensors = _state_tensors(model)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    bad = _non_finite(tensors)
+    if bad:  # a file nobody could load again: refuse to write it
+        raise CheckpointError(f"{path}: not saved: {bad} (did training diverge?)")
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -151,17 +162,40 @@ def atomic_write(path: Path, data: bytes) -> Path:
     return path
 
 
-def read_safetensors(
-    path: Path, fmt: str, version: str, kind: str, error: type[Exception], with_tensors: bool
-) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and metadata of a safetensors file tagged ``format = fmt`` at ``version``;
-    anything else raises ``error`` naming the file and calling it a ``kind``."""
+def one_line(error: BaseException) -> str:
+    """``error``'s message on one line (torch and h5py messages can span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+@contextmanager
+def errors_as(error: type[Exception], path: object) -> Iterator[None]:
+    """Last line of defence of a reader: any other exception in the block becomes a one-line
+    ``error`` naming ``path`` (the readers' specific checks come first)."""
+    try:
+        yield
+    except error:
+        raise
+    except Exception as e:
+        raise error(f"{path}: cannot read the file: {type(e).__name__}: {one_line(e)}") from None
+
+
+@contextmanager
+def _safe_open(path: Path, kind: str, error: type[Exception]) -> Iterator[Any]:
+    """``path`` open for reading with safetensors; an unreadable file raises ``error``."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
+            yield f
+    except error:
+        raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise error(f"{path}: not a readable {kind} (truncated or corrupted?): {e}") from e
+        raise error(
+            f"{path}: not a readable {kind} (truncated or corrupted?): {one_line(e)}"
+        ) from None
+
+
+def _checked_meta(path: Path, f: Any, fmt: str, version: str, kind: str, error: type) -> dict:
+    """The metadata of the open file ``f``, which must be tagged ``format = fmt``."""
+    meta = f.metadata() or {}
     if meta.get("format") != fmt:
         raise error(f"{path}: not an nvmsim {kind} (no {fmt!r} metadata)")
     if meta.get("format_version") != version:
@@ -169,67 +203,74 @@ def read_safetensors(
             f"{path}: {kind} format version {meta.get('format_version')!r} is not "
             f"supported (this nvmsim reads version {version})"
         )
+    return meta
+
+
+def read_safetensors(
+    path: Path, fmt: str, version: str, kind: str, error: type[Exception], with_tensors: bool
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of a safetensors file tagged ``format = fmt`` at ``version``;
+    anything else raises ``error`` naming the file and calling it a ``kind``."""
+    with _safe_open(path, kind, error) as f:
+        meta = _checked_meta(path, f, fmt, version, kind, error)
+        tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
     return tensors, meta
 
 
-def _read(path: Path, with_tensors: bool) -> tuple[dict[str, torch.Tensor], dict, dict]:
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
-    tensors, meta = read_safetensors(
-        path, FORMAT, FORMAT_VERSION, "checkpoint", CheckpointError, with_tensors
-    )
+    return path
+
+
+def _read(path: Path) -> tuple[dict, dict, dict[str, tuple[int, ...]]]:
+    """Metadata, ``info`` and the tensors' shapes, from the header only (no tensor data)."""
+    with _safe_open(path, "checkpoint", CheckpointError) as f:
+        meta = _checked_meta(path, f, FORMAT, FORMAT_VERSION, "checkpoint", CheckpointError)
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     try:
         info = json.loads(meta["info"])
         if not isinstance(info, dict) or not isinstance(info.get("arch"), dict):
             raise ValueError("no 'arch' object")
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: checkpoint metadata 'info' is malformed: {e}") from e
-    return tensors, meta, info
+        arch = info["arch"]
+        if not isinstance(arch.get("name"), str):
+            raise ValueError(f"arch 'name' is {arch.get('name')!r}, not a string")
+        if not isinstance(arch.get("kwargs") or {}, dict):
+            raise ValueError(f"arch 'kwargs' is {arch['kwargs']!r}, not an object")
+    except (KeyError, ValueError, RecursionError) as e:
+        msg = "nested too deeply" if isinstance(e, RecursionError) else one_line(e)
+        raise CheckpointError(f"{path}: checkpoint metadata 'info' is malformed: {msg}") from None
+    return meta, info, shapes
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> dict:
     """The ``info`` dict of a checkpoint (arch, training, metrics, versions), tensors unread."""
-    return _read(Path(path), with_tensors=False)[2]
+    path = _existing(path)
+    with errors_as(CheckpointError, path):
+        return _read(path)[1]
 
 
-def load_checkpoint(
-    path: str | os.PathLike,
-    build: Callable[..., nn.Module] | nn.Module | None = None,
-) -> tuple[nn.Module, dict]:
-    """Rebuild the model saved at ``path``, load its weights; return ``(model, info)``.
+def _build(path: Path, build: Callable[..., nn.Module], name: str, kwargs: dict) -> nn.Module:
+    """``build(name, **kwargs)``; whatever the builder raises becomes a ``CheckpointError``."""
+    try:
+        return build(name, **kwargs)
+    except Exception as e:  # the file's kwargs reach arbitrary builder code
+        raise CheckpointError(
+            f"{path}: cannot build model {name!r} {kwargs}: {type(e).__name__}: {one_line(e)}"
+        ) from None
 
-    By default the model is ``nvmsim.models.build(arch["name"], **arch["kwargs"])``; pass
-    ``build`` (called the same way) for models outside the registry, or an ``nn.Module`` to
-    load the weights into. Keys and shapes must match exactly. The model is returned in eval
-    mode (call ``.train()`` to go on training).
-    """
-    path = Path(path)
-    tensors, meta, info = _read(path, with_tensors=True)
-    if meta.get("sha256") != _digest(tensors):
-        raise CheckpointError(f"{path}: checksum mismatch, the tensor data is corrupted")
-    arch = info["arch"]
-    name, kwargs = arch.get("name"), arch.get("kwargs") or {}
-    if isinstance(build, nn.Module):
-        model = build
-    else:
-        if build is None:
-            from nvmsim.models import build as registry_build
 
-            build = registry_build
-        try:
-            model = build(name, **kwargs)
-        except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{path}: cannot build model {name!r} {kwargs}: {e}") from e
-
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    extra = [k for k in tensors if k not in expected]
+def _check_fit(path: Path, name: str, expected: Mapping[str, Any], shapes: Mapping) -> None:
+    """Refuse tensors (``shapes``: name -> shape) that do not match the model's state."""
+    missing = [k for k in expected if k not in shapes]
+    extra = [k for k in shapes if k not in expected]
     wrong = [
-        f"{k}: file {tuple(tensors[k].shape)}, model {tuple(expected[k].shape)}"
+        f"{k}: file {tuple(shapes[k])}, model {tuple(expected[k].shape)}"
         for k in expected
-        if k in tensors
+        if k in shapes
         and isinstance(expected[k], torch.Tensor)
-        and tensors[k].shape != expected[k].shape
+        and tuple(shapes[k]) != tuple(expected[k].shape)
     ]
     problems = []
     if missing:
@@ -242,5 +283,83 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: checkpoint does not fit model {name!r}: " + ", ".join(problems)
         )
-    model.load_state_dict(tensors, strict=True)
-    return model.eval(), info
+
+
+def _kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    return "float" if dtype.is_floating_point else "integer"
+
+
+def _non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """Names of the tensors holding NaN or inf (the first five), or None."""
+    bad = [
+        k
+        for k, t in tensors.items()
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())
+    ]
+    if not bad:
+        return None
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return f"tensor(s) {bad[:5]}{more} contain NaN or inf values"
+
+
+def _check_values(path: Path, tensors: Mapping[str, torch.Tensor], expected: Mapping) -> None:
+    """Refuse tensors with NaN/inf values or of another kind of dtype than the model's."""
+    bad = _non_finite(tensors)
+    if bad:
+        raise CheckpointError(f"{path}: {bad}")
+    for k, t in tensors.items():
+        want = expected[k]
+        if isinstance(want, torch.Tensor) and _kind(t.dtype) != _kind(want.dtype):
+            raise CheckpointError(
+                f"{path}: tensor {k!r} has dtype {t.dtype}, the model's is {want.dtype}"
+            )
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    build: Callable[..., nn.Module] | nn.Module | None = None,
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model saved at ``path``, load its weights; return ``(model, info)``.
+
+    By default the model is ``nvmsim.models.build(arch["name"], **arch["kwargs"])``; pass
+    ``build`` (called the same way) for models outside the registry, or an ``nn.Module`` to
+    load the weights into. A builder is called twice: first on the meta device, so that the
+    tensor names and shapes in the file's header are checked against the model without
+    allocating it (a builder must work under ``torch.device("meta")``), then for real. Keys
+    and shapes must match exactly; NaN/inf values are refused. The model is returned in eval
+    mode (call ``.train()`` to go on training).
+    """
+    path = _existing(path)
+    with errors_as(CheckpointError, path):
+        meta, info, shapes = _read(path)
+        arch = info["arch"]
+        name, kwargs = arch["name"], arch.get("kwargs") or {}
+        size = len(json.dumps(arch))
+        if not isinstance(build, nn.Module) and size > MAX_ARCH_BYTES:
+            raise CheckpointError(
+                f"{path}: arch is {size} bytes of JSON, more than the {MAX_ARCH_BYTES} a model "
+                "is built from"
+            )
+        if build is None:
+            from nvmsim.models import build as registry_build
+
+            build = registry_build
+        if isinstance(build, nn.Module):
+            expected = build.state_dict()
+        else:
+            with torch.device("meta"):
+                expected = _build(path, build, name, kwargs).state_dict()
+        _check_fit(path, name, expected, shapes)
+        tensors = read_safetensors(
+            path, FORMAT, FORMAT_VERSION, "checkpoint", CheckpointError, with_tensors=True
+        )[0]
+        if meta.get("sha256") != _digest(tensors):  # also if the file changed since _read
+            raise CheckpointError(f"{path}: checksum mismatch, the tensor data is corrupted")
+        _check_values(path, tensors, expected)
+        model = build if isinstance(build, nn.Module) else _build(path, build, name, kwargs)
+        model.load_state_dict(tensors, strict=True)
+        return model.eval(), info

@@ -26,6 +26,12 @@ same, strides, dilation, groups), ``MaxPooling2D``, ``AveragePooling2D`` (valid 
 ``ReLU`` (``max_value=1`` gives nvmsim's ``BoundedReLU``), ``LeakyReLU``, ``ELU``,
 ``Softmax``. Anything else raises :class:`KerasImportError` naming the layer and its type.
 
+Files are not trusted: a malformed or hostile file (truncated, of wrong JSON types, with
+invalid layer fields, NaN/inf weights, or weights that declare more than the file stores) is
+a one-line :class:`KerasImportError`. Each weight's declared shape is compared with the one
+its layer's config gives, and its declared size with what the file stores, before any data
+is read (at most ``_MAX_WEIGHT_BYTES`` per weight).
+
 Conventions of the returned torch model:
 
 * Image tensors are channels-first: where Keras takes NHWC input, the torch model takes the
@@ -50,7 +56,9 @@ import json
 import math
 import os
 import re
+import sys
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nvmsim.io.checkpoint import errors_as, one_line
 from nvmsim.nn.activations import BoundedReLU
 
 __all__ = ["ChannelsLastFlatten", "KerasImportError", "load_keras"]
@@ -127,6 +136,14 @@ class AvgPool2dSame(nn.Module):
 # --------------------------------------------------------------------------------------
 
 _WEIGHTS_MEMBER = "model.weights.h5"
+#: Most bytes one weight (an HDF5 dataset) may declare, and the weights file of a ``.keras``
+#: archive may unpack to: 4 GiB, a billion float32 values. A file cannot make the importer
+#: allocate more, whatever its compression.
+_MAX_WEIGHT_BYTES = 4 << 30
+#: Most bytes ``config.json`` may unpack to (real configs are kilobytes).
+_MAX_CONFIG_BYTES = 64 << 20
+#: Largest kernel, pool window, stride, dilation or zero padding accepted from a layer config.
+_MAX_WINDOW = 4096
 
 
 @dataclass
@@ -185,7 +202,7 @@ class _Keras3Weights:
     """Weights of a Keras 3 ``model.weights.h5``: ``<container>/<key>/vars/<i>``."""
 
     def __init__(self, h5: h5py.File) -> None:
-        self.h5 = h5
+        self.file = h5
         self.by_name: dict[str, h5py.Group] = {}
         self.by_path: dict[str, h5py.Group] = {}
 
@@ -198,7 +215,7 @@ class _Keras3Weights:
 
         h5.visititems(visit)
 
-    def get(self, layer: _Layer) -> list[tuple[str | None, h5py.Dataset]] | None:
+    def get(self, ctx: _Ctx, layer: _Layer) -> list[tuple[str | None, Any]] | None:
         group = self.by_name.get(layer.name)
         if group is None:
             for container in ("layers", "_layer_checkpoint_dependencies"):
@@ -218,57 +235,81 @@ class _LegacyWeights:
     """Weights of a legacy ``.h5``: ``model_weights/<layer>/<weight_name>``."""
 
     def __init__(self, group: h5py.Group) -> None:
-        self.group = group
+        self.group, self.file = group, group.file
 
-    def get(self, layer: _Layer) -> list[tuple[str | None, h5py.Dataset]] | None:
+    def get(self, ctx: _Ctx, layer: _Layer) -> list[tuple[str | None, Any]] | None:
         if layer.name not in self.group:
             return None
         g = self.group[layer.name]
+        if not isinstance(g, h5py.Group):
+            raise ctx.err(layer, f"model_weights/{layer.name} is not an HDF5 group")
         names = _h5_attr_list(g, "weight_names")
         if names is None:  # no list: take every dataset under the group, matched by name
-            found: list[tuple[str | None, h5py.Dataset]] = []
+            found: list[tuple[str | None, Any]] = []
             g.visititems(lambda p, o: found.append((p, o)) if isinstance(o, h5py.Dataset) else None)
             return found
-        out: list[tuple[str | None, h5py.Dataset]] = []
+        out: list[tuple[str | None, Any]] = []
         for n in names:
             if n not in g or not isinstance(g[n], h5py.Dataset):
-                raise KerasImportError(
-                    f"layer {layer.name!r} ({layer.class_name}): weight {n!r} is listed "
-                    f"in weight_names but missing from the file"
-                )
+                raise ctx.err(layer, f"weight {n!r} is listed in weight_names but missing")
             out.append((n, g[n]))
         return out
 
 
-def _open_keras_zip(path: str) -> tuple[dict, bytes]:
+def _json(path: str, what: str, text: Any) -> Any:
+    """``text`` parsed as JSON; anything else (also JSON nested too deeply) is an error."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError) as e:
+        msg = "nested too deeply" if isinstance(e, RecursionError) else one_line(e)
+        raise KerasImportError(f"{path}: {what} is not valid JSON: {msg}") from None
+
+
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, RuntimeError, zlib.error)
+_MEMBER_LIMITS = {"config.json": _MAX_CONFIG_BYTES, _WEIGHTS_MEMBER: _MAX_WEIGHT_BYTES}
+
+
+def _open_keras_zip(path: str) -> tuple[Any, bytes]:
+    """The config (parsed JSON) and the weights file (bytes) of a ``.keras`` archive."""
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
-        raise KerasImportError(f"{path}: not a valid .keras file (not a zip archive)") from e
+    except zipfile.BadZipFile:
+        raise KerasImportError(f"{path}: not a valid .keras file (not a zip archive)") from None
     with zf:
         names = set(zf.namelist())
-        for member in ("config.json", _WEIGHTS_MEMBER):
+        data = {}
+        for member, limit in _MEMBER_LIMITS.items():
             if member not in names:
                 raise KerasImportError(
-                    f"{path}: .keras archive has no {member!r} (members: {sorted(names)})"
+                    f"{path}: .keras archive has no {member!r} (members: {sorted(names)[:20]})"
                 )
-        try:
-            config = json.loads(zf.read("config.json").decode("utf8"))
-            weights = zf.read(_WEIGHTS_MEMBER)
-        except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError) as e:
-            raise KerasImportError(f"{path}: corrupted .keras archive: {e}") from e
-    return config, weights
+            size = zf.getinfo(member).file_size
+            if size > limit:
+                raise KerasImportError(
+                    f"{path}: .keras member {member!r} unpacks to {size} bytes, more than the "
+                    f"{limit} this importer reads"
+                )
+            try:
+                data[member] = zf.read(member)
+            except _ZIP_ERRORS as e:  # CRC, truncation, encryption, unknown compression
+                raise KerasImportError(
+                    f"{path}: corrupted .keras archive, cannot read {member!r}: {one_line(e)}"
+                ) from None
+    return _json(path, "config.json", data["config.json"]), data[_WEIGHTS_MEMBER]
 
 
-def _legacy_config(path: str, h5: h5py.File) -> dict:
-    raw = h5.attrs.get("model_config")
-    if raw is None:
-        hint = " (a weights-only file?)" if "layer_names" in h5.attrs else ""
-        raise KerasImportError(f"{path}: HDF5 file has no 'model_config' attribute{hint}")
+def _legacy_config(path: str, h5: h5py.File) -> Any:
     try:
-        return json.loads(_decode(raw))
-    except (TypeError, ValueError) as e:
-        raise KerasImportError(f"{path}: 'model_config' is not valid JSON: {e}") from e
+        raw = h5.attrs.get("model_config")
+        weights_only = raw is None and "layer_names" in h5.attrs
+    except (OSError, RuntimeError, LookupError, TypeError, ValueError) as e:  # damaged header
+        raise KerasImportError(
+            f"{path}: cannot read the 'model_config' attribute: {type(e).__name__}: {one_line(e)}"
+        ) from None
+    if raw is None:
+        hint = " (a weights-only file?)" if weights_only else ""
+        raise KerasImportError(f"{path}: HDF5 file has no 'model_config' attribute{hint}")
+    return _json(path, "'model_config'", _decode(raw))
 
 
 # --------------------------------------------------------------------------------------
@@ -295,28 +336,31 @@ def _inbound_names(obj: Any) -> Iterator[str]:
             yield from _inbound_names(v)
 
 
+def _get(obj: Any, key: str) -> Any:
+    """``obj[key]`` if ``obj`` is a JSON object holding it, else None."""
+    return obj.get(key) if isinstance(obj, dict) else None
+
+
 def _layer_name(entry: dict) -> str:
-    return str(entry.get("name") or entry.get("config", {}).get("name"))
+    return str(entry.get("name") or _get(entry.get("config"), "name"))
 
 
-def _chain(path: str, model_config: dict) -> tuple[list[dict], list | None]:
+def _chain(path: str, model_config: Any) -> tuple[list[dict], Any]:
     """The model's layers in order of computation, and its input shape (with batch) if known."""
-    if not isinstance(model_config, dict) or "class_name" not in model_config:
+    cls = _get(model_config, "class_name")
+    if cls is None:
         raise KerasImportError(f"{path}: model config has no 'class_name'")
-    cls = model_config["class_name"]
-    cfg = model_config.get("config")
-    if cls not in _MODEL_CLASSES:
+    if not isinstance(cls, str) or cls not in _MODEL_CLASSES:
         raise KerasImportError(
             f"{path}: model class {cls!r} is not supported (Sequential or Functional only)"
         )
-    layers = cfg if isinstance(cfg, list) else (cfg or {}).get("layers")
+    cfg = model_config.get("config")
+    layers = cfg if isinstance(cfg, list) and cls == "Sequential" else _get(cfg, "layers")
     if not isinstance(layers, list) or not all(isinstance(e, dict) for e in layers):
         raise KerasImportError(f"{path}: model config has no list of layers")
-    shape = None
-    if isinstance(cfg, dict):
-        shape = cfg.get("build_input_shape")
+    shape = _get(cfg, "build_input_shape")
     if shape is None:
-        shape = (model_config.get("build_config") or {}).get("input_shape")
+        shape = _get(model_config.get("build_config"), "input_shape")
     if cls == "Sequential":
         return layers, shape
 
@@ -325,6 +369,8 @@ def _chain(path: str, model_config: dict) -> tuple[list[dict], list | None]:
     for e in layers:
         name = _layer_name(e)
         nodes = e.get("inbound_nodes") or []
+        if not isinstance(nodes, list):
+            raise KerasImportError(f"{path}: layer {name!r} has malformed 'inbound_nodes'")
         if len(nodes) > 1:
             raise KerasImportError(
                 f"{path}: layer {name!r} is called {len(nodes)} times; only simple chains "
@@ -376,25 +422,29 @@ def _layers(path: str, entries: list[dict]) -> list[_Layer]:
         else:
             counters[snake] = 0
             key = snake
-        build_shape = (e.get("build_config") or {}).get("input_shape")
+        build_shape = _get(e.get("build_config"), "input_shape")
         out.append(_Layer(cls, _layer_name(e), cfg, key, build_shape))
     return out
 
 
-def _input_shape(layers: list[_Layer], model_shape) -> tuple | None:
+def _input_shape(path: str, layers: list[_Layer], model_shape) -> tuple | None:
     """Per-sample input shape (without the batch axis), or None when nothing says."""
     candidates = []
     if layers:
         first = layers[0]
         c = first.config
         candidates += [c.get("batch_shape"), c.get("batch_input_shape")]
-        if c.get("input_shape") is not None and first.class_name == "InputLayer":
+        if isinstance(c.get("input_shape"), list) and first.class_name == "InputLayer":
             candidates.append([None, *c["input_shape"]])
         candidates.append(first.build_input_shape)
     candidates.append(model_shape)
     for s in candidates:
         if isinstance(s, list | tuple) and len(s) >= 1:
-            return tuple(None if v is None else int(v) for v in s[1:])
+            if not all(v is None or _is_int(v) and v >= 1 for v in s[1:]):
+                raise KerasImportError(
+                    f"{path}: input shape {str(s)[:200]} is not a list of positive ints"
+                )
+            return tuple(s[1:])
     return None
 
 
@@ -403,12 +453,65 @@ def _input_shape(layers: list[_Layer], model_shape) -> tuple | None:
 # --------------------------------------------------------------------------------------
 
 
-def _weights(ctx: _Ctx, layer: _Layer, source, expected: list[str]) -> dict[str, np.ndarray]:
-    """Read a layer's weights, matched to ``expected`` names by name or else by order."""
+Shape = tuple[int | None, ...]
+
+
+def _fmt_shape(shape: Shape) -> str:
+    """``(3, ?, 2)``: a shape with ``?`` where the config does not say."""
+    dims = ["?" if v is None else str(v) for v in shape]
+    return f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
+
+
+def _check_dataset(ctx: _Ctx, layer: _Layer, source, name: str, ds: Any, shape: Shape) -> None:
+    """Refuse a weight before reading its data: not a dataset of this file, another shape than
+    the layer's config gives, not numeric, fewer bytes stored than an uncompressed dataset
+    declares (or none at all), or more declared than ``_MAX_WEIGHT_BYTES``."""
+    if not isinstance(ds, h5py.Dataset):
+        raise ctx.err(layer, f"weight {name!r} is not an HDF5 dataset")
+    declared = ds.shape
+    if (
+        declared is None
+        or len(declared) != len(shape)
+        or any(want is not None and want != got for want, got in zip(shape, declared, strict=True))
+    ):
+        raise ctx.err(layer, f"{name} has shape {declared}, expected {_fmt_shape(shape)}")
+    if ds.dtype.kind not in "fiu":
+        raise ctx.err(layer, f"weight {name!r} has non-numeric dtype {ds.dtype}")
+    plist = ds.id.get_create_plist()
+    external = plist.get_layout() == h5py.h5d.VIRTUAL or plist.get_external_count() > 0
+    if external or ds.file != source.file:
+        raise ctx.err(layer, f"weight {name!r} is stored outside the file (a link to another)")
+    nbytes, stored = math.prod(declared) * ds.dtype.itemsize, ds.id.get_storage_size()
+    compressed = plist.get_nfilters() > 0  # else the data takes at least what it declares
+    if nbytes and (stored == 0 or not compressed and stored < nbytes):
+        raise ctx.err(
+            layer,
+            f"weight {name!r} declares {declared} {ds.dtype} ({nbytes} bytes) but the file "
+            f"stores {stored} bytes of it (truncated or forged)",
+        )
+    if nbytes > _MAX_WEIGHT_BYTES:
+        raise ctx.err(
+            layer,
+            f"weight {name!r} declares {nbytes} bytes, more than the {_MAX_WEIGHT_BYTES} "
+            "this importer reads",
+        )
+
+
+def _weights(ctx: _Ctx, layer: _Layer, source, expected: dict[str, Shape]) -> dict[str, np.ndarray]:
+    """Read a layer's weights, matched to ``expected`` (name -> shape from the config, None
+    where it does not say) by name or else by order; each is checked before it is read."""
     try:
-        found = source.get(layer)
-    except KerasImportError as e:
-        raise KerasImportError(f"{ctx.path}: {e}") from None
+        return _read_weights(ctx, layer, source, expected)
+    except KerasImportError:
+        raise
+    except (OSError, LookupError, RuntimeError, TypeError, ValueError) as e:  # h5py, damaged file
+        raise ctx.err(
+            layer, f"cannot read its weights (damaged file?): {type(e).__name__}: {one_line(e)}"
+        ) from None
+
+
+def _read_weights(ctx: _Ctx, layer: _Layer, source, expected: dict[str, Shape]) -> dict:
+    found = source.get(ctx, layer)
     if found is None:
         raise ctx.err(layer, "no weights for this layer in the file")
     wanted = set(expected)
@@ -417,21 +520,22 @@ def _weights(ctx: _Ctx, layer: _Layer, source, expected: list[str]) -> dict[str,
         raise ctx.err(
             layer,
             f"expected {len(expected)} weights ({', '.join(expected)}), found {len(found)}"
-            + (f" ({', '.join(str(s) for s in short)})" if any(short) else ""),
+            + (f" ({', '.join(str(s) for s in short[:10])})" if any(short) else ""),
         )
     if all(s is not None for s in short) and set(short) == wanted:
         pairs = [(s, ds) for s, (_, ds) in zip(short, found, strict=True)]
     else:
         pairs = [(e, ds) for e, (_, ds) in zip(expected, found, strict=True)]
+    for name, ds in pairs:  # every weight is checked before any data is read
+        _check_dataset(ctx, layer, source, name, ds, expected[name])
     out = {}
     for name, ds in pairs:
         try:
             arr = np.asarray(ds[()])
-        except (OSError, ValueError, TypeError) as e:
-            raise ctx.err(layer, f"cannot read weight {name!r}: {e}") from e
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            raise ctx.err(layer, f"weight {name!r} has non-numeric dtype {arr.dtype}")
-        arr = arr.astype(np.float32)
+        except (OSError, ValueError, TypeError, RuntimeError) as e:
+            raise ctx.err(layer, f"cannot read weight {name!r}: {one_line(e)}") from None
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused below
+            arr = arr.astype(np.float32)
         if not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).sum())
             raise ctx.err(layer, f"weight {name!r} has {bad} NaN/inf value(s)")
@@ -453,12 +557,64 @@ def _tensor(arr: np.ndarray) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 
 
-def _pair(ctx: _Ctx, layer: _Layer, value, what: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    if isinstance(value, list | tuple) and len(value) == 2:
-        return int(value[0]), int(value[1])
-    raise ctx.err(layer, f"{what} {value!r} is not an int or a pair")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any, integer: bool) -> bool:
+    """An int, or (``integer=False``) a finite float or an int a float can hold."""
+    if _is_int(value):
+        return integer or abs(value) <= sys.float_info.max
+    return not integer and isinstance(value, float) and math.isfinite(value)
+
+
+def _num(
+    ctx: _Ctx,
+    layer: _Layer,
+    key: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    integer: bool = True,
+    n: int | None = None,
+) -> Any:
+    """A numeric config field checked: an int (``integer=False``: a finite number) in
+    ``[low, high]``; with ``n``, an int or a list of ``n`` of them, returned as a tuple."""
+    items = value if n is not None and isinstance(value, list | tuple) else [value] * (n or 1)
+    ok = len(items) == (n or 1) and all(
+        _is_number(v, integer) and (low is None or v >= low) and (high is None or v <= high)
+        for v in items
+    )
+    if not ok:
+        want = "an int" if integer else "a finite number"
+        bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
+        want += "".join(f" {b}" for b in bounds if b)
+        if n is not None:
+            want += f", or a list of {n} of them"
+        raise ctx.err(layer, f"{key}={value!r} is not valid: expected {want}")
+    items = [v if integer else float(v) for v in items]
+    return tuple(items) if n is not None else items[0]
+
+
+def _opt(ctx: _Ctx, layer: _Layer, key: str, value: Any, allowed: tuple) -> Any:
+    """A config field that must be one of ``allowed`` (strings compared in lower case)."""
+    if isinstance(value, str):
+        value = value.lower()
+    if not any(type(value) is type(a) and value == a for a in allowed):
+        choices = " or ".join(repr(a) for a in allowed)
+        raise ctx.err(layer, f"{key}={value!r} is not supported ({choices})")
+    return value
+
+
+_PADDINGS = ("valid", "same")
+_BOOLS = (True, False)
+
+
+def _window(ctx: _Ctx, layer: _Layer, key: str, default: Any) -> tuple[int, int]:
+    """A kernel size, pool size, stride or dilation: a positive int or a pair of them."""
+    value = layer.config.get(key, default)
+    return _num(ctx, layer, key, value, low=1, high=_MAX_WINDOW, n=2)
 
 
 def _check_channels_last(ctx: _Ctx, layer: _Layer) -> None:
@@ -475,7 +631,7 @@ def _activation(ctx: _Ctx, layer: _Layer, act, rank: int | None) -> nn.Module | 
     if isinstance(act, dict):  # a serialised function object
         inner = act.get("config")
         act = inner if isinstance(inner, str) else act.get("class_name")
-    if act in (None, "linear"):
+    if act is None or act == "linear":
         return None
     if act == "softmax":
         return nn.Softmax(dim=_softmax_dim(rank))
@@ -493,7 +649,7 @@ def _activation(ctx: _Ctx, layer: _Layer, act, rank: int | None) -> nn.Module | 
         "gelu": nn.GELU,
         "leaky_relu": lambda: nn.LeakyReLU(0.2),
     }
-    if act not in factories:
+    if not isinstance(act, str) or act not in factories:
         raise ctx.err(
             layer,
             f"activation {act!r} is not supported (supported: linear, softmax, "
@@ -502,11 +658,16 @@ def _activation(ctx: _Ctx, layer: _Layer, act, rank: int | None) -> nn.Module | 
     return factories[act]()
 
 
-def _conv_out(n: int | None, k: int, s: int, d: int, padding: str) -> int | None:
+def _conv_out(
+    ctx: _Ctx, layer: _Layer, n: int | None, k: int, s: int, d: int, padding: str
+) -> int | None:
+    """Output size along one axis; an error when a "valid" window does not fit the input."""
     if n is None:
         return None
     if padding == "same":
         return -(-n // s)
+    if d * (k - 1) + 1 > n:
+        raise ctx.err(layer, f"the window {d * (k - 1) + 1} is larger than the input {n}")
     return (n - d * (k - 1) - 1) // s + 1
 
 
@@ -520,19 +681,15 @@ def _spatial(ctx: _Ctx, layer: _Layer, shape: tuple | None) -> tuple:
 
 def _build_dense(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     cfg = layer.config
-    use_bias = bool(cfg.get("use_bias", True))
-    w = _weights(ctx, layer, src, ["kernel", "bias"] if use_bias else ["kernel"])
+    units = _num(ctx, layer, "units", cfg.get("units"), low=1)
+    use_bias = _opt(ctx, layer, "use_bias", cfg.get("use_bias", True), _BOOLS)
+    n_in = None if shape is None else shape[-1]
+    expected = {"kernel": (n_in, units), "bias": (units,)}
+    w = _weights(ctx, layer, src, expected if use_bias else {"kernel": expected["kernel"]})
     kernel = w["kernel"]
-    units = int(cfg["units"])
-    if kernel.ndim != 2 or kernel.shape[1] != units:
-        raise ctx.err(layer, f"kernel has shape {kernel.shape}, expected (inputs, {units})")
     n_in = kernel.shape[0]
     if shape is None:
         shape = (n_in,)
-    if shape[-1] is not None and shape[-1] != n_in:
-        raise ctx.err(layer, f"kernel has shape {kernel.shape}, expected ({shape[-1]}, {units})")
-    if use_bias:
-        _check_shape(ctx, layer, "bias", w["bias"], (units,))
     if ctx.flatten_channels is not None:  # undo Keras's HWC flatten order: rows (hw, c) -> (c, hw)
         c = ctx.flatten_channels
         kernel = kernel.reshape(n_in // c, c, units).transpose(1, 0, 2).reshape(n_in, units)
@@ -558,30 +715,27 @@ def _build_dense(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
 def _build_conv2d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     cfg = layer.config
     _check_channels_last(ctx, layer)
-    kh, kw = _pair(ctx, layer, cfg["kernel_size"], "kernel_size")
-    sh, sw = _pair(ctx, layer, cfg.get("strides", 1), "strides")
-    dh, dw = _pair(ctx, layer, cfg.get("dilation_rate", 1), "dilation_rate")
-    groups = int(cfg.get("groups", 1) or 1)
-    filters = int(cfg["filters"])
-    padding = str(cfg.get("padding", "valid")).lower()
-    if padding not in ("valid", "same"):
-        raise ctx.err(layer, f"padding={padding!r} is not supported (valid or same)")
-    use_bias = bool(cfg.get("use_bias", True))
-    w = _weights(ctx, layer, src, ["kernel", "bias"] if use_bias else ["kernel"])
-    kernel = w["kernel"]
-    if kernel.ndim != 4 or kernel.shape[:2] != (kh, kw) or kernel.shape[3] != filters:
-        raise ctx.err(
-            layer, f"kernel has shape {kernel.shape}, expected ({kh}, {kw}, in, {filters})"
-        )
-    cin = kernel.shape[2] * groups
+    kh, kw = _window(ctx, layer, "kernel_size", None)
+    sh, sw = _window(ctx, layer, "strides", 1)
+    dh, dw = _window(ctx, layer, "dilation_rate", 1)
+    groups = _num(ctx, layer, "groups", cfg.get("groups", 1), low=1)
+    filters = _num(ctx, layer, "filters", cfg.get("filters"), low=1)
+    padding = _opt(ctx, layer, "padding", cfg.get("padding", "valid"), _PADDINGS)
+    use_bias = _opt(ctx, layer, "use_bias", cfg.get("use_bias", True), _BOOLS)
     h, wd, c = _spatial(ctx, layer, shape)
-    if c is not None and c != cin:
-        raise ctx.err(
-            layer,
-            f"kernel has shape {kernel.shape}, expected ({kh}, {kw}, {c // groups}, {filters})",
-        )
-    if use_bias:
-        _check_shape(ctx, layer, "bias", w["bias"], (filters,))
+    for what, count in (("filters", filters), ("input channels", c)):
+        if count is not None and count % groups:
+            raise ctx.err(layer, f"{what} {count} are not a multiple of groups={groups}")
+    out_shape = (
+        _conv_out(ctx, layer, h, kh, sh, dh, padding),
+        _conv_out(ctx, layer, wd, kw, sw, dw, padding),
+        filters,
+    )
+    kernel_shape = (kh, kw, None if c is None else c // groups, filters)
+    expected = {"kernel": kernel_shape, "bias": (filters,)}
+    w = _weights(ctx, layer, src, expected if use_bias else {"kernel": kernel_shape})
+    kernel = w["kernel"]
+    cin = kernel.shape[2] * groups
     mods: list[tuple[str, nn.Module]] = []
     pad: tuple[int, int] | str = (0, 0)
     if padding == "same":
@@ -602,11 +756,6 @@ def _build_conv2d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
         if use_bias:
             conv.bias.copy_(_tensor(w["bias"]))
     mods.append((layer.name, conv))
-    out_shape = (
-        _conv_out(h, kh, sh, dh, padding),
-        _conv_out(wd, kw, sw, dw, padding),
-        filters,
-    )
     act = _activation(ctx, layer, cfg.get("activation"), 3)
     if act is not None:
         mods.append((f"{layer.name}_{type(act).__name__.lower()}", act))
@@ -616,15 +765,16 @@ def _build_conv2d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
 def _build_pool(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     cfg = layer.config
     _check_channels_last(ctx, layer)
-    k = _pair(ctx, layer, cfg.get("pool_size", 2), "pool_size")
-    strides = cfg.get("strides")
-    s = k if strides is None else _pair(ctx, layer, strides, "strides")
-    padding = str(cfg.get("padding", "valid")).lower()
-    if padding not in ("valid", "same"):
-        raise ctx.err(layer, f"padding={padding!r} is not supported (valid or same)")
+    k = _window(ctx, layer, "pool_size", 2)
+    s = k if cfg.get("strides") is None else _window(ctx, layer, "strides", None)
+    padding = _opt(ctx, layer, "padding", cfg.get("padding", "valid"), _PADDINGS)
     is_max = layer.class_name.startswith("Max")
     h, wd, c = _spatial(ctx, layer, shape)
-    out_shape = (_conv_out(h, k[0], s[0], 1, padding), _conv_out(wd, k[1], s[1], 1, padding), c)
+    out_shape = (
+        _conv_out(ctx, layer, h, k[0], s[0], 1, padding),
+        _conv_out(ctx, layer, wd, k[1], s[1], 1, padding),
+        c,
+    )
     if padding == "valid":
         pool = nn.MaxPool2d(k, s) if is_max else nn.AvgPool2d(k, s)
         return [(layer.name, pool)], out_shape
@@ -647,7 +797,7 @@ def _build_global_pool(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     h, wd, c = _spatial(ctx, layer, shape)
     is_max = layer.class_name.startswith("GlobalMax")
     pool = nn.AdaptiveMaxPool2d(1) if is_max else nn.AdaptiveAvgPool2d(1)
-    if layer.config.get("keepdims", False):
+    if _opt(ctx, layer, "keepdims", layer.config.get("keepdims", False), _BOOLS):
         return [(layer.name, pool)], (1, 1, c)
     return [(layer.name, pool), (f"{layer.name}_flatten", nn.Flatten())], (c,)
 
@@ -655,14 +805,10 @@ def _build_global_pool(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
 def _build_zero_padding(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     _check_channels_last(ctx, layer)
     p = layer.config.get("padding", 1)
-    if isinstance(p, int):
-        (t, b), (l, r) = (p, p), (p, p)
-    elif isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(v, int) for v in p):
-        (t, b), (l, r) = (p[0], p[0]), (p[1], p[1])
-    elif isinstance(p, list | tuple) and len(p) == 2:
-        (t, b), (l, r) = _pair(ctx, layer, p[0], "padding"), _pair(ctx, layer, p[1], "padding")
-    else:
-        raise ctx.err(layer, f"padding {p!r} is not understood")
+    # an int, (rows, cols) on both sides, or ((top, bottom), (left, right))
+    rows, cols = p if isinstance(p, list | tuple) and len(p) == 2 else (p, p)
+    t, b = _num(ctx, layer, "padding", rows, low=0, high=_MAX_WINDOW, n=2)
+    l, r = _num(ctx, layer, "padding", cols, low=0, high=_MAX_WINDOW, n=2)
     h, wd, c = _spatial(ctx, layer, shape)
     out = (None if h is None else h + t + b, None if wd is None else wd + l + r, c)
     return [(layer.name, nn.ZeroPad2d((l, r, t, b)))], out
@@ -705,25 +851,25 @@ def _build_flatten(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
 def _build_batchnorm(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     cfg = layer.config
     rank = None if shape is None else len(shape)
-    axis = cfg.get("axis", -1)
-    if isinstance(axis, list) and len(axis) == 1:
-        axis = axis[0]
+    (axis,) = _num(ctx, layer, "axis", cfg.get("axis", -1), n=1)
     if rank is None or axis not in (-1, rank) or rank not in (1, 3):
         raise ctx.err(
             layer,
             f"axis={cfg.get('axis')!r} on input shape {shape} is not supported "
             "(the last axis of a vector or an image)",
         )
-    center, scale = bool(cfg.get("center", True)), bool(cfg.get("scale", True))
-    expected = (["gamma"] if scale else []) + (["beta"] if center else [])
-    w = _weights(ctx, layer, src, [*expected, "moving_mean", "moving_variance"])
-    c = w["moving_mean"].shape[0] if w["moving_mean"].ndim == 1 else -1
-    if shape[-1] is not None and c != shape[-1]:
-        raise ctx.err(layer, f"moving_mean has shape {w['moving_mean'].shape}, expected "
-                      f"({shape[-1]},)")  # fmt: skip
-    for name, arr in w.items():
+    center = _opt(ctx, layer, "center", cfg.get("center", True), _BOOLS)
+    scale = _opt(ctx, layer, "scale", cfg.get("scale", True), _BOOLS)
+    eps = _num(ctx, layer, "epsilon", cfg.get("epsilon", 1e-3), low=0, integer=False)
+    names = (["gamma"] if scale else []) + (["beta"] if center else [])
+    names += ["moving_mean", "moving_variance"]
+    w = _weights(ctx, layer, src, dict.fromkeys(names, (shape[-1],)))
+    c = w["moving_mean"].shape[0]
+    for name, arr in w.items():  # the same length where the input shape did not say
         _check_shape(ctx, layer, name, arr, (c,))
-    bn = (nn.BatchNorm2d if rank == 3 else nn.BatchNorm1d)(c, eps=float(cfg.get("epsilon", 1e-3)))
+    if not (w["moving_variance"].astype(np.float64) + eps > 0).all():
+        raise ctx.err(layer, f"moving_variance + epsilon must be > 0 (epsilon={eps})")
+    bn = (nn.BatchNorm2d if rank == 3 else nn.BatchNorm1d)(c, eps=eps)
     with torch.no_grad():
         bn.weight.copy_(_tensor(w["gamma"]) if scale else torch.ones(c))
         bn.bias.copy_(_tensor(w["beta"]) if center else torch.zeros(c))
@@ -740,21 +886,23 @@ def _build_activation_layer(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
         act = _activation(ctx, layer, cfg.get("activation"), rank)
         return ([] if act is None else [(layer.name, act)]), shape
     if cls == "Softmax":
-        axis = cfg.get("axis", -1)
-        if isinstance(axis, list) and len(axis) == 1:
-            axis = axis[0]
+        (axis,) = _num(ctx, layer, "axis", cfg.get("axis", -1), n=1)
         if axis != -1 and not (rank is not None and axis == rank):
             raise ctx.err(layer, f"axis={axis!r} is not supported (last axis only)")
         return [(layer.name, nn.Softmax(dim=_softmax_dim(rank)))], shape
     if cls == "ELU":
-        return [(layer.name, nn.ELU(float(cfg.get("alpha", 1.0))))], shape
+        alpha = _num(ctx, layer, "alpha", cfg.get("alpha", 1.0), integer=False)
+        return [(layer.name, nn.ELU(alpha))], shape
     if cls == "LeakyReLU":
-        slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
-        return [(layer.name, nn.LeakyReLU(float(slope)))], shape
+        key = "negative_slope" if "negative_slope" in cfg else "alpha"
+        slope = _num(ctx, layer, key, cfg.get(key, 0.3), integer=False)
+        return [(layer.name, nn.LeakyReLU(slope))], shape
     # ReLU(max_value, negative_slope, threshold)
     max_value = cfg.get("max_value")
-    slope = float(cfg.get("negative_slope", 0.0) or 0.0)
-    threshold = float(cfg.get("threshold", 0.0) or 0.0)
+    if max_value is not None:
+        max_value = _num(ctx, layer, "max_value", max_value, low=0, integer=False)
+    slope = _num(ctx, layer, "negative_slope", cfg.get("negative_slope", 0.0), integer=False)
+    threshold = _num(ctx, layer, "threshold", cfg.get("threshold", 0.0), integer=False)
     if threshold != 0.0 or (slope != 0.0 and max_value is not None):
         raise ctx.err(
             layer,
@@ -765,18 +913,18 @@ def _build_activation_layer(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
         mod: nn.Module = nn.LeakyReLU(slope)
     elif max_value is None:
         mod = nn.ReLU()
-    elif float(max_value) == 6.0:
+    elif max_value == 6.0:
         mod = nn.ReLU6()
     else:
-        mod = BoundedReLU(float(max_value))
+        mod = BoundedReLU(max_value)
     return [(layer.name, mod)], shape
 
 
 def _build_dropout(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
-    if layer.class_name == "Dropout":
-        return [(layer.name, nn.Dropout(float(layer.config.get("rate", 0.0))))], shape
-    if layer.class_name == "SpatialDropout2D":
-        return [(layer.name, nn.Dropout2d(float(layer.config.get("rate", 0.0))))], shape
+    if layer.class_name in ("Dropout", "SpatialDropout2D"):
+        rate = _num(ctx, layer, "rate", layer.config.get("rate", 0.0), low=0, high=1, integer=False)
+        drop = nn.Dropout if layer.class_name == "Dropout" else nn.Dropout2d
+        return [(layer.name, drop(rate))], shape
     return [(layer.name, nn.Identity())], shape  # noise/regularisers: identity at inference
 
 
@@ -809,10 +957,10 @@ _BUILDERS: dict[str, Callable] = {
 }
 
 
-def _translate(path: str, model_config: dict, source, drop_softmax: bool) -> nn.Sequential:
+def _translate(path: str, model_config: Any, source, drop_softmax: bool) -> nn.Sequential:
     entries, model_shape = _chain(path, model_config)
     layers = _layers(path, entries)
-    shape = _input_shape(layers, model_shape)
+    shape = _input_shape(path, layers, model_shape)
     ctx = _Ctx(path, layers)
     for ctx.index, layer in enumerate(layers):
         if layer.class_name == "InputLayer":
@@ -830,8 +978,10 @@ def _translate(path: str, model_config: dict, source, drop_softmax: bool) -> nn.
             mods, shape = builder(ctx, layer, source, shape)
         except KerasImportError:
             raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise ctx.err(layer, f"malformed layer config: {e!r}") from e
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+            raise ctx.err(
+                layer, f"malformed layer config: {type(e).__name__}: {one_line(e)}"
+            ) from None
         ctx.modules.extend(mods)
     if drop_softmax and ctx.modules and isinstance(ctx.modules[-1][1], nn.Softmax):
         ctx.modules.pop()
@@ -839,7 +989,7 @@ def _translate(path: str, model_config: dict, source, drop_softmax: bool) -> nn.
     for name, mod in ctx.modules:
         base = re.sub(r"\W", "_", name) or "layer"
         unique, i = base, 1
-        while unique in model._modules:
+        while unique in model._modules or hasattr(model, unique):  # "forward", "training"...
             unique, i = f"{base}_{i}", i + 1
         model.add_module(unique, mod)
     return model.eval()
@@ -852,17 +1002,24 @@ def load_keras(path: str | os.PathLike, drop_softmax: bool = False) -> nn.Sequen
     computes. With ``drop_softmax=True`` a final softmax is left out, so the model returns
     logits. Raises :class:`KerasImportError` (a ``ValueError``) naming the file and the layer
     for unreadable files, unsupported layers, missing weights, wrong shapes or NaN/inf
-    weights; ``FileNotFoundError`` when there is no file.
+    weights, invalid layer configs, or weights that declare more than the file stores;
+    ``FileNotFoundError`` when there is no file. Every weight's declared shape is checked
+    against the layer's config before it is read.
     """
     p = str(Path(path))
     if not os.path.isfile(p):
         raise FileNotFoundError(f"{p}: no such Keras model file")
+    with errors_as(KerasImportError, p):
+        return _load(p, drop_softmax)
+
+
+def _load(p: str, drop_softmax: bool) -> nn.Sequential:
     if zipfile.is_zipfile(p):
         config, weights_bytes = _open_keras_zip(p)
         try:
             h5 = h5py.File(io.BytesIO(weights_bytes), "r")
-        except OSError as e:
-            raise KerasImportError(f"{p}: {_WEIGHTS_MEMBER} is not a readable HDF5 file") from e
+        except OSError:
+            raise KerasImportError(f"{p}: {_WEIGHTS_MEMBER} is not a readable HDF5 file") from None
         with h5:
             return _translate(p, config, _Keras3Weights(h5), drop_softmax)
     if p.lower().endswith(".keras"):
@@ -872,7 +1029,7 @@ def load_keras(path: str | os.PathLike, drop_softmax: bool = False) -> nn.Sequen
     try:
         h5 = h5py.File(p, "r")
     except OSError as e:
-        raise KerasImportError(f"{p}: cannot open HDF5 file: {e}") from e
+        raise KerasImportError(f"{p}: cannot open HDF5 file: {one_line(e)}") from None
     with h5:
         config = _legacy_config(p, h5)
         group = h5.get("model_weights", h5)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import threading
 import uuid
 from pathlib import Path
 
-from nvmsim.studies.store import Store
+from nvmsim.studies.store import Store, StoreError
 
 DEFAULT_TTL = 60.0
 
@@ -55,5 +56,8 @@ class Lease:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        with Store(self.store_path) as store:
-            store.release(self.owner)
+        try:
+            with Store(self.store_path) as store:
+                store.release(self.owner)
+        except (StoreError, sqlite3.Error):
+            pass  # unreleased claims expire after ttl; never hide the error that brought us here

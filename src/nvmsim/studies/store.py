@@ -46,7 +46,6 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 """
 _OURS = {"runs", "claims"}
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def versions() -> dict[str, str]:
@@ -74,17 +73,12 @@ def _inspect(path: Path) -> int | None:
         return None
     if not path.is_file():
         raise StoreError(f"{path}: not a file")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(len(_SQLITE_MAGIC))
-    except OSError as err:
-        raise StoreError(f"{path}: cannot read: {err.strerror or err}") from None
-    if not head:
+    if path.stat().st_size == 0:
         return None  # an empty file: SQLite treats it as a new database
-    if head != _SQLITE_MAGIC:
-        raise StoreError(f"{path}: not an SQLite file, so not an nvmsim result store")
+    # Only SQLite opens the file: closing a descriptor of our own would drop the POSIX locks
+    # that this process's open connections hold on it (and let others delete its WAL).
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        db = _reader(path)
         try:
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -97,6 +91,8 @@ def _inspect(path: Path) -> int | None:
         finally:
             db.close()
     except sqlite3.DatabaseError as err:
+        if "not a database" in str(err):
+            raise StoreError(f"{path}: not an SQLite file, so not an nvmsim result store") from None
         raise StoreError(f"{path}: not a usable nvmsim result store: {err}") from None
     if app_id == APPLICATION_ID:
         if version > FORMAT_VERSION:
@@ -114,6 +110,13 @@ def _inspect(path: Path) -> int | None:
         f"{path}: an SQLite database of another program ({owner}); refusing to use it as a "
         "result store (give --store a new file)"
     )
+
+
+def _reader(path: Path) -> sqlite3.Connection:
+    """A connection that this module only reads through. Neither SQLite's ``mode=ro`` nor
+    ``query_only``: both fail with I/O errors on a WAL store that another process writes,
+    as they may not recover its WAL index."""
+    return sqlite3.connect(path, timeout=30, check_same_thread=False)
 
 
 _MIGRATE_1 = """
@@ -143,7 +146,10 @@ class Store:
         if readonly:
             if version is None:
                 raise StoreError(f"{self.path}: no result store here yet")
-            self.db = self._connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                self.db = _reader(self.path)
+            except sqlite3.Error as err:
+                raise StoreError(f"{self.path}: cannot open the result store: {err}") from None
             self.version = version
             return
         try:
@@ -168,9 +174,9 @@ class Store:
             raise StoreError(f"{self.path}: cannot write the result store: {err}") from None
         self.version = FORMAT_VERSION
 
-    def _connect(self, target: str, uri: bool = False) -> sqlite3.Connection:
+    def _connect(self, target: str) -> sqlite3.Connection:
         try:
-            return sqlite3.connect(target, uri=uri, timeout=30, check_same_thread=False)
+            return sqlite3.connect(target, timeout=30, check_same_thread=False)
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot open the result store: {err}") from None
 

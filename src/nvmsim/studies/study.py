@@ -7,24 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nvmsim.studies.checks import check_datasets, check_models
-from nvmsim.studies.executors import execute
-
-
-class _TempConnection:  # TEMP until executors.connect lands
-    def __init__(self, executor, address, workers):
-        self.args = (executor, workers)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-    def execute(self, tasks, cache_dir):
-        return execute(tasks, cache_dir, *self.args)
-
-
-connect = _TempConnection
+from nvmsim.studies.executors import connect
 from nvmsim.studies.lease import Lease
 from nvmsim.studies.schema import StudySpec, load_study
 from nvmsim.studies.store import Store, non_finite
@@ -79,6 +62,9 @@ def run_plan(
     one store split the work; runs that another live process holds are waited for, and taken
     over if that process dies (its lease expires).
     """
+    if status(p)["pending"] == 0:  # nothing to do: no executor to start
+        return {"total": len(p.runs), "skipped": len(p.runs), "ran": 0, "failed": 0,
+                "others": 0, "errors": []}  # fmt: skip
     connection = connect(executor, address, workers)  # before the store: a failed start leaves none
     with connection, Store(p.store_path) as store, Lease(p.store_path) as lease:
         done = store.done_ids(p.study_key)
