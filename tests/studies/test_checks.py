@@ -77,3 +77,12 @@ def test_nvmsim_data_pointing_at_a_file_is_an_error(write_study, tmp_path, monke
     _rewrite(study, "sizes = [64,", "sizes = [784,")
     with pytest.raises(ConfigError, match="NVMSIM_DATA = .*file.txt' is not a folder"):
         plan(study)
+
+
+def test_jump_tables_resolve_from_the_study_folder(write_study, tmp_path, monkeypatch):
+    onchip = '[scenario]\nonchip = { table = "file", set_table = "tables/set.csv" }\n'
+    study = write_study(extra=onchip)
+    monkeypatch.chdir(tmp_path.parent)
+    p = plan(study, check_data=False)
+    got = p.runs[0].config["scenario"]["onchip"]["set_table"]
+    assert got == str((tmp_path / "tables" / "set.csv").resolve())

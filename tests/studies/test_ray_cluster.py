@@ -211,6 +211,18 @@ def test_a_wrong_address_fails_fast_in_one_line(client, address):
         list(execute([], Path("unused"), "ray", 1, address=address))
 
 
+def test_a_failed_start_leaves_no_store(client, write_study, tmp_path):
+    from typer.testing import CliRunner
+
+    from nvmsim.cli import app
+
+    store = tmp_path / "results" / "s.sqlite"
+    argv = ["run", str(write_study()), "--store", str(store), "--executor", "ray"]
+    res = CliRunner().invoke(app, [*argv, "--address", f"127.0.0.1:{_free_port()}"])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert not store.parent.exists()
+
+
 @pytest.mark.slow
 def test_no_address_starts_a_private_instance_beside_a_running_cluster(
     head, client, tasks, reference, tmp_path

@@ -243,13 +243,17 @@ class StudySpec(_Strict):
 
 def load_study(path: str | Path) -> tuple[StudySpec, Path]:
     """Parse and validate a study file; relative file and folder paths (checkpoints, Keras
-    files, ``data.data_dir``) resolve against its folder."""
+    files, ``data.data_dir``, jump-tables, preset files) resolve against its folder."""
     path = Path(path)
     raw = read_toml(path)
     spec = validate(StudySpec, raw, source=str(path))
     base = path.resolve().parent
     if spec.data.data_dir is not None:
         spec.data.data_dir = str((base / Path(spec.data.data_dir).expanduser()).resolve())
+    onchip = spec.scenario.onchip or {}
+    for key in ("set_table", "reset_table"):  # measured jump-tables of on-chip training
+        if isinstance(onchip.get(key), str):
+            onchip[key] = str((base / Path(onchip[key]).expanduser()).resolve())
     for label, m in spec.models.items():
         for key in ("checkpoint", "keras"):
             value = getattr(m, key)
