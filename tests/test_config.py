@@ -36,6 +36,7 @@ adc_bits = 8
         ("[device.read_noise]\nsigma = -0.1\n", "device.read_noise.sigma"),
         ("[device]\nbits = 17\n", "device.bits"),
         ("[device]\non_off_ratio = 1.0\n", "device.on_off_ratio"),
+        ("[device]\non_off_ratio = 1.000000001\n", "on_off_ratio must be >= 1.0121: float32"),
         ("[device.read_noise]\nkind = 'weight'\n", "device.read_noise.kind"),
         ("[converter]\nadc_range = -2\n", "adc_range"),
         ("[device]\nstuck_at_gmin = 0.7\nstuck_at_gmax = 0.7\n", "stuck_at_gmin + stuck_at_gmax"),

@@ -47,6 +47,13 @@ class ReadNoiseConfig(NoiseConfig):
 SigmaKind = Literal["table", "polynomial"]
 _FINITE = {"allow_inf_nan": False}
 
+#: Largest weight error from float32 rounding of conductances, relative to the weight range.
+WEIGHT_RTOL = 1e-5
+#: Weights are conductance differences, ``(G - Gref) * 2 Wmax / (1 - Gmin)`` at worst (offset
+#: mapping); float32 rounds each G near Gmax by up to 2**-25, so the weight error is up to
+#: ``2**-23 / (1 - Gmin)`` of Wmax. Keeping it below WEIGHT_RTOL bounds ``1 - 1/on_off_ratio``.
+MIN_ON_OFF_RATIO = 1.0 / (1.0 - 2.0**-23 / WEIGHT_RTOL)
+
 
 class _ConductanceDependent(_Strict):
     """Fields shared by noise whose std may depend on the conductance ``G`` (``Gmax == 1``).
@@ -210,6 +217,17 @@ class DeviceConfig(_Strict):
     dead_state: Literal["open", "gmin"] = "open"
     clip: ClipMode = "zero"
 
+    @field_validator("on_off_ratio")
+    @classmethod
+    def _resolvable(cls, v: float) -> float:
+        if v < MIN_ON_OFF_RATIO:
+            raise ValueError(
+                f"on_off_ratio must be >= {MIN_ON_OFF_RATIO:.4f}: float32 rounding of G "
+                f"(2**-25 Gmax) gives weight errors of 2**-23 / (1 - 1/on_off_ratio) of Wmax, "
+                f"above {WEIGHT_RTOL:g} for smaller ratios"
+            )
+        return v
+
     @property
     def g_min(self) -> float:
         """Normalised minimum conductance ``Gmin / Gmax``."""
@@ -349,15 +367,49 @@ class ConfigError(ValueError):
 M = TypeVar("M", bound=BaseModel)
 
 
+_TYPE_TAGS = {"float", "int", "str", "bool", "list", "dict", "tuple", "set", "none", "union"}
+
+
+def _field_path(loc: tuple) -> str:
+    """A pydantic error location without its union-branch tags (``float``,
+    ``literal['auto']``, ``function-after[...]``, model class names)."""
+    keep = [
+        str(p)
+        for p in loc
+        if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or "-" in p or p[:1].isupper()))
+    ]
+    return ".".join(keep) or "(top level)"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per problem: ``source: field.path: message``."""
-    lines = []
+    """One line per field: ``source: field.path = value: message``, the messages of a union's
+    branches joined with "or" (no pydantic internals)."""
+    fields: dict[str, list[str]] = {}
+    values: dict[str, Any] = {}
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"]
+        path = _field_path(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{source}: {loc}: {msg}")
+        elif e["type"] == "missing":
+            msg = "required, missing"
+        elif e["msg"].startswith("Input should be "):
+            msg = "should be " + msg
+        if msg not in fields.setdefault(path, []):
+            fields[path].append(msg)
+        if e["type"] not in ("missing", "extra_forbidden") and isinstance(
+            e.get("input"), str | int | float | bool | type(None)
+        ):
+            values.setdefault(path, e["input"])
+    lines = []
+    for path, msgs in fields.items():
+        shown = f" = {_shown(values[path])}" if path in values else ""
+        lines.append(f"{source}: {path}{shown}: {' or '.join(msgs)}")
     return "\n".join(lines)
 
 

@@ -69,6 +69,46 @@ class NotProgrammedError(RuntimeError):
     """Raised when a tile is read before :meth:`AnalogTile.program`."""
 
 
+class NonFiniteError(ValueError):
+    """A programmed, derived or read quantity is NaN or inf; the message names it and the
+    likely cause."""
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every element is finite: one sum, then an exact check only if it is not."""
+    t = t.detach()
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+def require_finite(value: torch.Tensor | float | None, what: str, cause: str) -> None:
+    """Raise :class:`NonFiniteError` unless ``value`` (a tensor, a number or ``None``) is
+    finite."""
+    if value is None:
+        return
+    if isinstance(value, torch.Tensor):
+        if all_finite(value):
+            return
+        dtype = str(value.dtype).removeprefix("torch.")
+    elif math.isfinite(value):
+        return
+    else:
+        dtype = "float64"
+    raise NonFiniteError(f"{what} overflows {dtype}: {cause}")
+
+
+def _noise_cause(name: str, cfg) -> str:
+    """The config field that sets a conductance-dependent noise's size."""
+    if cfg.kind == "table":
+        return f"device.{name}.sigma_points (max {max(cfg.sigma_points):g})"
+    if cfg.kind == "polynomial":
+        return f"device.{name}.coeffs = {cfg.coeffs}"
+    return f"device.{name}.sigma = {cfg.sigma:g}"
+
+
+def _too_large(parts: list[str], fallback: str) -> str:
+    return (" or ".join(parts) + " is too large") if parts else fallback
+
+
 class AnalogTile(nn.Module):
     """Conductances of one layer's crossbar matrix and the periphery that reads them."""
 
@@ -83,6 +123,7 @@ class AnalogTile(nn.Module):
         self.product = product or Product()
         self.bias_row = bool(bias_row)
         self.programmed = False
+        self.name = ""  # the layer's name in its model, for messages (set by ``convert``)
         self.rows = self.cols = 0
         self.time = 0.0
         self.wmax = self.scale = 1.0
@@ -147,11 +188,12 @@ class AnalogTile(nn.Module):
         if w.shape[0] % self.groups:
             raise ValueError(f"{w.shape[0]} outputs do not split into {self.groups} groups")
         if not torch.isfinite(w).all():
-            raise ValueError("weight contains NaN or inf; cannot program it")
+            raise NonFiniteError("weight contains NaN or inf; cannot program it")
         g_min = dev.g_min
         pe = dev.programming_error
         if pe.kind == "weight":
             w = noise.weight_error(w, pe.sigma, generator)
+            require_finite(w, "weight with programming error", self._programming_cause())
         self.cols, self.rows = w.shape[0] // self.groups, w.shape[1]
         # (G, rows, cols): rows of the crossbar are inputs
         wt = w.reshape(self.groups, self.cols, self.rows).transpose(1, 2).contiguous()
@@ -176,6 +218,8 @@ class AnalogTile(nn.Module):
         if ref is not None:
             bounds = self._clip_bounds(self.range_factor_ref)
             self.g_ref0 = self._mask(noise.clip_to(ref, *bounds), "dead_ref")
+        require_finite(self.g0, "programmed conductance", self._programming_cause())
+        require_finite(self.g_ref0, "reference conductance", self._programming_cause())
         self.nu = self.nu_ref = None
         if dev.drift_nu > 0 or dev.drift_nu_std > 0:
             kw = {"dtype": w.dtype, "device": w.device}
@@ -216,6 +260,23 @@ class AnalogTile(nn.Module):
             self._dev_bound(g_min, s), self._dev_bound(1.0, s), generator,
         )  # fmt: skip
         return g, s
+
+    def _programming_cause(self) -> str:
+        """The programming fields that can make conductances overflow."""
+        dev = self.config.device
+        pe = dev.programming_error
+        parts = [_noise_cause("programming_error", pe)] if pe.active else []
+        if dev.range_std > 0:
+            parts.append(f"device.range_std = {dev.range_std:g}")
+        return _too_large(parts, "the weights are too large")
+
+    def _read_cause(self) -> str:
+        """The read-noise fields (else the programming fields) behind an overflowing read."""
+        dev = self.config.device
+        parts = [_noise_cause("read_noise", dev.read_noise)] if dev.read_noise.active else []
+        if dev.flicker_noise.active:
+            parts.append(f"device.flicker_noise.k = {dev.flicker_noise.k:g}")
+        return _too_large(parts, self._programming_cause())
 
     @staticmethod
     def _dev_bound(value: float, s: torch.Tensor | None) -> float | torch.Tensor:
@@ -385,6 +446,11 @@ class AnalogTile(nn.Module):
             else:
                 self.w_var = var.contiguous()
         self.ref_var = ref_var
+        cause = f"{self._read_cause()} (weight range Wmax = {self.wmax:.3g})"
+        require_finite(self.w_mean, "expected weight", cause)
+        require_finite(self.var_const, "read-noise variance", cause)
+        require_finite(self.w_var, "read-noise variance", cause)
+        require_finite(self.ref_var, "reference-column read-noise variance", cause)
         # Read weights in the product's layout: (out, kernel_rows) and the bias row (out,).
         self._rw_mean, self._rb_mean = self._read_weight(self.w_mean)
         self._rw_var, self._rb_var = self._read_weight(self.w_var)
@@ -469,7 +535,8 @@ class AnalogTile(nn.Module):
         takes it; returns ``(B, out[, *out_spatial])`` plus a digital ``bias``.
 
         Every output (every position of a convolution) is one read of the arrays with fresh
-        noise. ``apply_dac=False`` is for callers that quantised the inputs already.
+        noise. ``apply_dac=False`` is for callers that quantised the inputs already. A
+        non-finite output of finite inputs raises :class:`NonFiniteError`.
         """
         self._require_programmed()
         n_in = self.kernel_rows * self.groups // self.product.unit
@@ -477,6 +544,7 @@ class AnalogTile(nn.Module):
             kind = "(batch, {})" if not self.product.dims else "(batch, {}, *spatial)"
             raise ValueError(f"input must have shape {kind.format(n_in)}, got {tuple(x.shape)}")
         conv = self.config.converter
+        x_in = x
         # convolutions run channels-last (oneDNN's fast layout); outputs stay channels-last
         x = x.to(self.w_mean.dtype).contiguous(memory_format=self._fmt)
         if conv.dac_bits is not None and apply_dac:
@@ -493,7 +561,18 @@ class AnalogTile(nn.Module):
                 y = self.adc(self._as_partials(y))
         if bias is not None:
             y = y + self._bias_view(bias)
+        if not all_finite(y) and all_finite(x_in):  # non-finite inputs may give anything
+            self._overflowed(x_in, y)
         return y
+
+    def _overflowed(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Raise for a read of finite inputs ``x`` whose output ``y`` is not finite."""
+        where = f"layer {self.name!r}: " if self.name else ""
+        big, cause = float(x.detach().abs().max()), self._read_cause()
+        require_finite(
+            y, f"{where}read output",
+            f"finite inputs up to {big:.3g}, weight range Wmax = {self.wmax:.3g}; likely {cause}",
+        )  # fmt: skip
 
     def _bias_view(self, b: torch.Tensor) -> torch.Tensor:
         return b.view(1, -1, *([1] * self.product.dims))

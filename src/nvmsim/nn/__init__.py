@@ -1,5 +1,6 @@
 """Torch modules that compute on analog crossbars: drop-in replacements for torch layers."""
 
+from nvmsim.crossbar.tile import NonFiniteError
 from nvmsim.nn.activations import BoundedReLU, NoisyActivation
 from nvmsim.nn.conv import AnalogConv1d, AnalogConv2d, AnalogConv3d
 from nvmsim.nn.convert import (
@@ -22,6 +23,7 @@ __all__ = [
     "AnalogLinear",
     "BoundedReLU",
     "NoisyActivation",
+    "NonFiniteError",
     "Summary",
     "UnconvertedError",
     "analog_layers",

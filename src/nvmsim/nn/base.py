@@ -6,7 +6,7 @@ import torch
 
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar.products import Product
-from nvmsim.crossbar.tile import AnalogTile
+from nvmsim.crossbar.tile import AnalogTile, NonFiniteError
 
 
 class AnalogMixin:
@@ -62,7 +62,7 @@ class AnalogMixin:
             generator = torch.Generator(device=self.weight.device).manual_seed(self.seed)
         w = self._matrix()
         if not torch.isfinite(w).all():
-            raise ValueError(f"{type(self).__name__}: weights contain NaN or inf")
+            raise NonFiniteError(f"{type(self).__name__}: weights contain NaN or inf")
         self.tile.program(w, generator)
         self._programmed_version = self._version()
         return self

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from nvmsim.config import AnalogConfig
+from nvmsim.crossbar.tile import NonFiniteError, all_finite
 from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.conv import AnalogConv1d, AnalogConv2d, AnalogConv3d
 from nvmsim.nn.linear import AnalogLinear
@@ -111,6 +112,25 @@ def _plan(model: nn.Module, exclude: tuple) -> tuple[list[tuple[str, nn.Module, 
     return targets, digital
 
 
+def _require_finite_state(model: nn.Module) -> None:
+    """Refuse NaN or inf in any parameter or normalisation statistic, and NaN in any buffer
+    (other buffers may hold -inf masks), naming the tensor."""
+    for prefix, m in model.named_modules():
+        norm = isinstance(m, DIGITAL_BY_DESIGN)
+        tensors = [(n, t, True) for n, t in m.named_parameters(recurse=False)]
+        tensors += [(n, t, norm) for n, t in m.named_buffers(recurse=False)]
+        for n, t, strict in tensors:
+            if not (t.is_floating_point() or t.is_complex()):
+                continue
+            if not all_finite(t) and (strict or bool(torch.isnan(t).any())):
+                kind = "parameter" if isinstance(t, nn.Parameter) else "buffer"
+                what = "NaN or inf" if strict else "NaN"
+                layer = prefix or type(m).__name__
+                raise NonFiniteError(
+                    f"layer {layer!r}: {kind} {n!r} contains {what}; cannot convert"
+                )
+
+
 def convert(
     model: nn.Module,
     config: AnalogConfig | None = None,
@@ -125,6 +145,8 @@ def convert(
     ``exclude`` keeps modules (and their subtrees) digital by name (exact, prefix or glob) or
     type. Modules with parameters that stay digital otherwise are named in a warning
     (``on_unconverted="warn"``), an :class:`UnconvertedError` (``"error"``) or not at all.
+    Non-finite parameters or buffers, and programmed state that overflows, raise
+    :class:`~nvmsim.crossbar.tile.NonFiniteError` naming the tensor or layer.
     """
     if on_unconverted not in ("warn", "error", "ignore"):
         raise ValueError(
@@ -132,6 +154,7 @@ def convert(
         )
     config = config or AnalogConfig()
     exclude = tuple(exclude)
+    _require_finite_state(model)
     new = copy.deepcopy(model)
     targets, digital = _plan(new, exclude)
     if digital and on_unconverted != "ignore":
@@ -141,10 +164,13 @@ def convert(
         warnings.warn(msg, UserWarning, stacklevel=2)
     seeds = _layer_seeds(config.seed, len(targets))
     for (name, m, kind), seed in zip(targets, seeds, strict=True):
+        label = name or type(m).__name__
         try:
             analog = kind.from_torch(m, config, seed)
         except ValueError as err:
-            raise ValueError(f"layer {name or type(m).__name__!r}: {err}") from None
+            cls = NonFiniteError if isinstance(err, NonFiniteError) else ValueError
+            raise cls(f"layer {label!r}: {err}") from None
+        analog.tile.name = label
         if name == "":
             return analog
         parent_name, _, child = name.rpartition(".")
