@@ -86,3 +86,11 @@ def test_jump_tables_resolve_from_the_study_folder(write_study, tmp_path, monkey
     p = plan(study, check_data=False)
     got = p.runs[0].config["scenario"]["onchip"]["set_table"]
     assert got == str((tmp_path / "tables" / "set.csv").resolve())
+
+
+def test_a_model_too_large_for_memory_is_refused_at_plan_time(write_study):
+    study = _rewrite(write_study(), "sizes = [64, 24, 10]", "sizes = [64, 400000, 400000, 10]")
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"models\.mlp: 596\.2 GiB of weights need about"):
+        plan(study)  # built on the meta device: nothing was allocated
+    assert time.perf_counter() - t0 < 30

@@ -8,6 +8,7 @@ fit its data fails here, naming the study file and the field.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -57,6 +58,7 @@ def check_models(runs: list[Run], where: str | Path) -> None:
                 model = build_model(tree)  # the file was read and checked by load_study
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{where}: {field}: {_first_line(err)}") from None
+        _check_size(model, f"{where}: {field}")
         classes = DATASETS[tree["data"]["dataset"]].num_classes
         try:
             with torch.device("meta"), torch.no_grad():
@@ -71,6 +73,29 @@ def check_models(runs: list[Run], where: str | Path) -> None:
                 f"{where}: {field} gives outputs of shape {tuple(out.shape[1:])} per input; "
                 f"{tree['data']['dataset']} has {classes} classes"
             )
+
+
+ANALOG_COPIES = 6  # conductances, references and read tensors an analog layer keeps per weight
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**40  # unknown: do not refuse on a guess
+
+
+def _check_size(model: torch.nn.Module, where: str) -> None:
+    """Refuse a model whose analog state could not fit in this machine's memory."""
+    weights = sum(t.numel() * t.element_size() for t in model.parameters())
+    need, have = ANALOG_COPIES * weights, memory_bytes()
+    if need > have:
+        raise ConfigError(
+            f"{where}: {weights / 2**30:,.1f} GiB of weights need about {need / 2**30:,.0f} GiB "
+            f"on crossbars ({ANALOG_COPIES} tensors per weight); this machine has "
+            f"{have / 2**30:,.0f} GiB"
+        )
 
 
 def check_datasets(runs: list[Run], where: str | Path) -> None:
