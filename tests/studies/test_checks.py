@@ -94,3 +94,39 @@ def test_a_model_too_large_for_memory_is_refused_at_plan_time(write_study):
     with pytest.raises(ConfigError, match=r"models\.mlp: 596\.2 GiB of weights need about"):
         plan(study)  # built on the meta device: nothing was allocated
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_checkpoint_with_a_nan_bias_stops_the_study(write_study, tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    from nvmsim.io.checkpoint import FORMAT, FORMAT_VERSION, _digest
+    from nvmsim.models import build
+
+    model = build("mlp", sizes=[64, 24, 10])
+    tensors = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+    tensors["3.bias"][3] = float("nan")
+    info = {"arch": {"name": "mlp", "kwargs": {"sizes": [64, 24, 10]}}}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sha256": _digest(tensors),
+            "info": json.dumps(info)}  # fmt: skip
+    save_file(tensors, tmp_path / "nan.safetensors", metadata=meta)
+    study = write_study(extra='[models.file]\ncheckpoint = "nan.safetensors"\n',
+                        sweep="model = ['file']")  # fmt: skip
+    store = tmp_path / "never.sqlite"
+    res = runner.invoke(app, ["run", str(study), "--store", str(store)])
+    assert res.exit_code == 2 and not store.exists()
+    assert "models.file.checkpoint" in res.output and "'3.bias'] contain NaN" in res.output
+
+
+def test_an_overflowing_device_fails_its_run_and_stores_nothing_non_finite(write_study, tmp_path):
+    from nvmsim.studies.store import Store
+
+    study = write_study(sweep="sigma_syn = [0.0, 1e20]", repeats=2)
+    store = tmp_path / "s.sqlite"
+    res = runner.invoke(app, ["run", str(study), "--store", str(store), "--quiet"])
+    assert res.exit_code == 2 and "1 runs done now" in res.output
+    assert "read-noise variance overflows float32" in res.output
+    with Store(store) as s:
+        (row,) = s.rows("s")
+    assert row["axes"] == {"sigma_syn": 0.0}
