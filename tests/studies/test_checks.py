@@ -31,6 +31,7 @@ def _rewrite(path, old, new):
         ('dataset = "digits"', 'dataset = "nope"', r"data\.dataset = 'nope': unknown dataset"),
         ("repeats = 3", "repeats = 3\nseed = 9223372036854775808", "seed"),
         ('name = "s"', 'name = "../../escape"', "not a plain name"),
+        ("repeats = 3", "repeats = 1000000000", "repeats = 1000000000: should be less than"),
     ],
 )
 def test_plan_refuses_with_file_and_field(write_study, tmp_path, old, new, match):

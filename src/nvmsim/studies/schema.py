@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from nvmsim.config import ConfigError, read_toml, validate
 
+# Bounds on what a study file can ask for (each repeat keeps its metrics; a detector width is
+# allocated per repeat): generous for any real study, far below what would exhaust memory.
+MAX_REPEATS = 100_000
+MAX_WIDTH = 1_000_000
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
@@ -89,12 +94,12 @@ class ScenarioSpec(_Strict):
     # Paper 003: program only the feature extractor, keep the detector digital, retrain it.
     retrain_detector: bool = False
     split_at: int | str | None = None
-    detector_hidden: int | None = Field(None, ge=1)
+    detector_hidden: int | None = Field(None, ge=1, le=MAX_WIDTH)
     retrain_epochs: int = Field(5, ge=0)
     retrain_lr: float = Field(1e-3, gt=0)
     retrain_batch: int = Field(128, ge=1)
     retrain_subset: int | None = Field(None, ge=1)
-    repeat_chunk: int = Field(20, ge=1)
+    repeat_chunk: int = Field(20, ge=1, le=MAX_REPEATS)
     # Paper 004: train on chip instead (a table validated by nvmsim.training.onchip).
     onchip: dict[str, Any] | None = None
     # Paper 000 Table III: also report energy per inference on this technology (reram, ...).
@@ -182,7 +187,7 @@ class QuickSpec(_Strict):
     train_subset: int = Field(2000, ge=1)
     test_subset: int = Field(1000, ge=1)
     epochs: int = Field(2, ge=0)
-    repeats: int = Field(3, ge=1)
+    repeats: int = Field(3, ge=1, le=MAX_REPEATS)
 
 
 class ReportSpec(_Strict):
@@ -200,7 +205,7 @@ class StudySpec(_Strict):
     name: str
     description: str = ""
     seed: int = Field(0, ge=0, lt=2**63)  # stored as a 64-bit SQLite integer
-    repeats: int = Field(10, ge=1)
+    repeats: int = Field(10, ge=1, le=MAX_REPEATS)
     metrics: list[Literal["accuracy", "loss"]] = ["accuracy", "loss"]
     models: dict[str, ModelSpec]
     data: DataSpec = DataSpec()
