@@ -158,3 +158,22 @@ def test_keras_init_is_a_training_option_with_its_own_cache_key(write_study):
     keras = expand(load_study(write_study(sweep='"train.init" = ["torch", "keras"]', name="b"))[0])
     assert {r.train_key for r in torch_init} < {r.train_key for r in keras}
     assert len({r.train_key for r in keras}) == 2
+
+
+def test_status_and_report_need_only_the_store(write_study, tmp_path, monkeypatch):
+    import nvmsim.data
+
+    study = write_study(sweep="sigma_syn = [0.0, 0.1]")
+    args = [str(study), "--store", str(tmp_path / "s.sqlite")]
+    assert runner.invoke(app, ["run", *args, "--quiet", "--quick"]).exit_code == 0
+
+    def no_data(*a, **k):
+        raise nvmsim.data.DatasetError("no datasets on this machine")
+
+    monkeypatch.setattr(nvmsim.data, "load", no_data)
+    res = runner.invoke(app, ["status", *args, "--quick"])
+    assert res.exit_code == 0 and "2 done, 0 pending" in res.output, res.output
+    res = runner.invoke(app, ["report", *args, "--quick", "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0 and (tmp_path / "rep" / "report.html").is_file(), res.output
+    res = runner.invoke(app, ["run", *args])  # run checks its data (pending runs without --quick)
+    assert res.exit_code == 2 and "no datasets on this machine" in res.output
