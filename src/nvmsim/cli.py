@@ -82,7 +82,7 @@ def _one_line(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         where = err.filename if err.filename is not None else ""
         return f"{where}: {err.strerror}" if where else err.strerror
-    text = str(err).strip()
+    text = "; ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
     return text or type(err).__name__
 
 

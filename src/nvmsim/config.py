@@ -386,13 +386,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per field: ``source: field.path = value: message``, the messages of a union's
-    branches joined with "or" (no pydantic internals)."""
+def format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per field: ``source: prefix.field.path = value: message``, the messages of a
+    union's branches joined with "or" (no pydantic internals)."""
     fields: dict[str, list[str]] = {}
     values: dict[str, Any] = {}
     for e in err.errors():
         path = _field_path(e["loc"])
+        path = f"{prefix}.{path}" if prefix and path != "(top level)" else prefix or path
         msg = e["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -409,7 +410,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for path, msgs in fields.items():
         shown = f" = {_shown(values[path])}" if path in values else ""
-        lines.append(f"{source}: {path}{shown}: {' or '.join(msgs)}")
+        head = f"{source}: " if source else ""
+        lines.append(f"{head}{path}{shown}: {' or '.join(msgs)}")
     return "\n".join(lines)
 
 

@@ -49,23 +49,23 @@ def test_report_without_results(write_study, tmp_path):
 
 
 def test_a_failing_run_is_reported_and_the_others_are_stored(write_study, tmp_path, monkeypatch):
-    from nvmsim.studies import runner as study_runner
+    from nvmsim.studies import scenarios
 
-    evaluate = study_runner.evaluate
+    evaluate = scenarios.evaluate
 
     def flaky(tree, key, cache):
         if tree["analog"]["device"]["read_noise"]["sigma"] > 0:
             raise RuntimeError("simulated failure")
         return evaluate(tree, key, cache)
 
-    monkeypatch.setattr(study_runner, "evaluate", flaky)
+    monkeypatch.setattr(scenarios, "evaluate", flaky)
     study = write_study(sweep="sigma_syn = [0.0, 0.1]\nsigma_te = [0.0, 0.1]")
     store = tmp_path / "s.sqlite"
     res = runner.invoke(app, ["run", str(study), "--store", str(store), "--quiet"])
     assert res.exit_code == 2
     assert "2 runs done now" in res.output and "2 runs failed" in res.output
     assert "RuntimeError: simulated failure" in res.output and str(study) in res.output
-    monkeypatch.setattr(study_runner, "evaluate", evaluate)
+    monkeypatch.setattr(scenarios, "evaluate", evaluate)
     res = runner.invoke(app, ["run", str(study), "--store", str(store), "--quiet"])
     assert res.exit_code == 0 and "2 runs done now, 2 already stored" in res.output
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from nvmsim.studies import runner
+from nvmsim.studies import runner, scenarios
 from nvmsim.studies.schema import load_study
 from nvmsim.studies.sweep import expand
 
@@ -25,6 +25,6 @@ def test_retrain_cifar_study_runs_on_cifar_shaped_data(monkeypatch, tmp_path):
     tree["train"] = {**tree["train"], "epochs": 1, "train_subset": 64}
     tree["data"] = {**tree["data"], "test_subset": 32}
     tree["scenario"] = {**tree["scenario"], "retrain_epochs": 1, "retrain_subset": 64}
-    m = runner.evaluate(tree, run.train_key, tmp_path)
+    m = scenarios.evaluate(tree, run.train_key, tmp_path)
     assert m["repeats"] == 2 and len(m["accuracy_all"]) == 2
     assert 0 <= m["accuracy_before"] <= 1 and 0 <= m["accuracy"] <= 1

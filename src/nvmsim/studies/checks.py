@@ -15,18 +15,20 @@ import torch
 
 from nvmsim.config import ConfigError
 from nvmsim.data.registry import DATASETS
+from nvmsim.studies.runner import build_model
+from nvmsim.studies.schema import DataSpec
 from nvmsim.studies.sweep import Run
 
 
-def input_shape(data: dict, where: str) -> tuple[int, ...]:
-    """The ``(C, H, W)`` a model sees from ``data`` (a run's data table), crop applied."""
-    name = data["dataset"]
+def input_shape(data: DataSpec, where: str) -> tuple[int, ...]:
+    """The ``(C, H, W)`` a model sees from a run's data, crop applied."""
+    name = data.dataset
     info = DATASETS.get(name)
     if info is None:
         known = ", ".join(DATASETS)
         raise ConfigError(f"{where}: data.dataset = {name!r}: unknown dataset; known: {known}")
     c, h, w = info.shape
-    crop = data.get("crop")
+    crop = data.crop
     if crop:
         ch, cw = crop
         if not (0 < ch <= h and 0 < cw <= w):
@@ -39,39 +41,38 @@ def input_shape(data: dict, where: str) -> tuple[int, ...]:
 
 def check_models(runs: list[Run], where: str | Path) -> None:
     """Build each distinct model of the runs on the meta device and run one batch through it."""
-    from nvmsim.studies.runner import build_model
-
     seen = set()
     for r in runs:
-        tree = r.config
-        shape = input_shape(tree["data"], str(where))
-        key = (tree["model"], repr(tree["kwargs"]), shape)
+        run = r.spec
+        shape = input_shape(run.data, str(where))
+        key = (run.model, repr(run.kwargs), run.train.sigma_neu, shape)
         if key in seen:
             continue
         seen.add(key)
-        field = f"models.{tree['model']}"
+        field = f"models.{run.model}"
         try:
-            if tree["source"]["arch"]:
+            if run.source.arch:
                 with torch.device("meta"):
-                    model = build_model(tree)
+                    model = build_model(run)
             else:
-                model = build_model(tree)  # the file was read and checked by load_study
+                model = build_model(run)  # the file was read and checked by load_study
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{where}: {field}: {_first_line(err)}") from None
         _check_size(model, f"{where}: {field}")
-        classes = DATASETS[tree["data"]["dataset"]].num_classes
+        dataset = run.data.dataset
+        classes = DATASETS[dataset].num_classes
         try:
             with torch.device("meta"), torch.no_grad():
                 out = model.to("meta").eval()(torch.empty(2, *shape))
         except (RuntimeError, ValueError, TypeError, IndexError) as err:
             raise ConfigError(
-                f"{where}: {field} does not take {tree['data']['dataset']} inputs of shape "
+                f"{where}: {field} does not take {dataset} inputs of shape "
                 f"{shape}: {_first_line(err)}"
             ) from None
         if tuple(out.shape) != (2, classes):
             raise ConfigError(
                 f"{where}: {field} gives outputs of shape {tuple(out.shape[1:])} per input; "
-                f"{tree['data']['dataset']} has {classes} classes"
+                f"{dataset} has {classes} classes"
             )
 
 
@@ -104,15 +105,14 @@ def check_datasets(runs: list[Run], where: str | Path) -> None:
 
     seen = set()
     for r in runs:
-        d = r.config["data"]
-        key = (d["dataset"], d.get("data_dir"))
-        if key in seen:
+        d = r.spec.data
+        if (d.dataset, d.data_dir) in seen:
             continue
-        seen.add(key)
+        seen.add((d.dataset, d.data_dir))
         try:
-            load(d["dataset"], "test", d.get("data_dir"), subset=1)
+            load(d.dataset, "test", d.data_dir, subset=1)
         except DatasetError as err:
-            raise ConfigError(f"{where}: data.dataset = {d['dataset']!r}: {err}") from None
+            raise ConfigError(f"{where}: data.dataset = {d.dataset!r}: {err}") from None
 
 
 def _first_line(err: BaseException) -> str:

@@ -54,7 +54,9 @@ def run_task(task: Task, cache_dir: str, threads: int) -> tuple[dict[str, Any], 
 
     import torch
 
-    from nvmsim.studies import runner
+    from nvmsim.studies import scenarios
+    from nvmsim.studies.runner import trained_model
+    from nvmsim.studies.spec import RunSpec
 
     torch.set_num_threads(threads)
     kind, tree, key = task
@@ -62,10 +64,10 @@ def run_task(task: Task, cache_dir: str, threads: int) -> tuple[dict[str, Any], 
     t0 = time.perf_counter()
     try:
         if kind == "train":
-            runner.trained_model(tree, key, Path(cache_dir))
+            trained_model(RunSpec.from_tree(tree), key, Path(cache_dir))
             result: dict[str, Any] = {}
         else:
-            result = runner.evaluate(tree, key, Path(cache_dir))
+            result = scenarios.evaluate(tree, key, Path(cache_dir))
     except Exception as err:  # reported per run by the caller
         last = traceback.extract_tb(err.__traceback__)[-1]
         where = f"{Path(last.filename).name}:{last.lineno}"

@@ -84,7 +84,14 @@ class DataSpec(_Strict):
 
 
 class ScenarioSpec(_Strict):
-    """How a programmed model is evaluated: test-set noise and time after programming."""
+    """How a programmed model is evaluated: test-set noise and time after programming.
+
+    Any other key names a registered scenario and holds its options
+    (``[scenario] my_scenario = {...}``); ``nvmsim.studies.scenarios`` checks them at plan
+    time (the schema cannot know the registry without importing it).
+    """
+
+    model_config = ConfigDict(extra="allow", validate_default=True)
 
     test_noise: Literal["gaussian", "speckle", "salt_pepper"] = "gaussian"
     sigma_te: float = Field(0.0, ge=0.0, allow_inf_nan=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 from nvmsim.studies.checks import check_datasets, check_models
 from nvmsim.studies.executors import connect
 from nvmsim.studies.lease import Lease
+from nvmsim.studies.scenarios import scenario_for
 from nvmsim.studies.schema import StudySpec, load_study
 from nvmsim.studies.store import Store, non_finite
 from nvmsim.studies.sweep import Run, expand
@@ -127,8 +128,8 @@ def _train_missing(p: Plan, todo: list[Run], connection, bar, errors: list[str])
     """Train (and cache) each model the pending runs need that is not cached yet."""
     keys = {}
     for r in todo:
-        trains_in_software = r.config["scenario"].get("onchip") is None
-        if r.config["source"]["arch"] and trains_in_software and r.train_key not in keys:
+        trains_in_software = scenario_for(r.spec.scenario).trains_in_software
+        if r.spec.source.arch and trains_in_software and r.train_key not in keys:
             keys[r.train_key] = r
     to_train = [
         ("train", r.config, k)

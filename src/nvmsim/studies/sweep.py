@@ -11,7 +11,9 @@ from typing import Any
 
 from nvmsim.config import AnalogConfig, ConfigError, validate
 from nvmsim.data.registry import DATASETS
+from nvmsim.studies.scenarios import scenario_for
 from nvmsim.studies.schema import DataSpec, ScenarioSpec, StudySpec, TrainSpec, axis_paths
+from nvmsim.studies.spec import RunSpec
 
 
 def canonical(obj: Any) -> str:
@@ -25,13 +27,14 @@ def digest(obj: Any, n: int = 16) -> str:
 @dataclass(frozen=True)
 class Run:
     """One point of a study: a model, its data, a device config and a scenario, ``repeats``
-    times. ``config`` is plain JSON; ``run_id`` is its hash, ``train_key`` the hash of the
-    part that decides training."""
+    times. ``spec`` is the typed run; ``config`` its JSON (what the store and executors
+    carry); ``run_id`` is its hash, ``train_key`` the hash of the part that decides training."""
 
     run_id: str
     train_key: str
     axes: dict[str, Any]
     config: dict[str, Any]
+    spec: RunSpec
 
 
 def _set(tree: dict, path: str, value: Any) -> None:
@@ -149,18 +152,6 @@ def identity(tree: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def train_config(tree: dict[str, Any]) -> dict[str, Any]:
-    """The part of a run that decides the trained weights."""
-    data = {k: tree["data"][k] for k in ("dataset", "preprocess", "crop")}
-    return {
-        "source": tree["source"],
-        "kwargs": tree["kwargs"],
-        "train": tree["train"],
-        "data": data,
-        "seed": tree["seed"],
-    }
-
-
 def expand(spec: StudySpec, quick: bool = False, source: str | None = None) -> list[Run]:
     """All runs of a study, validated; raises ConfigError naming the study file (``source``)
     and the bad point. The points are counted first: past MAX_POINTS nothing is expanded."""
@@ -179,9 +170,14 @@ def expand(spec: StudySpec, quick: bool = False, source: str | None = None) -> l
             raise
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
+        run = RunSpec.from_tree(tree)
+        try:
+            scenario_for(run.scenario).check(run)
+        except ValueError as err:
+            raise ConfigError(f"{where}: sweep point {point}: {err}") from None
         run_id = digest(identity(tree))
         if run_id in seen:
             continue
         seen.add(run_id)
-        runs.append(Run(run_id, digest(identity(train_config(tree))), point, tree))
+        runs.append(Run(run_id, digest(identity(run.train_config())), point, tree, run))
     return runs

@@ -1,0 +1,71 @@
+"""The typed specification of one run, built at plan time.
+
+Everything below the schema works on a :class:`RunSpec`; it becomes JSON (:meth:`RunSpec.tree`)
+only at the store and executor boundaries, and is rebuilt from that JSON in a worker
+(:meth:`RunSpec.from_tree`). The JSON layout is the one run ids and seeds are hashed from, so
+it must not change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from nvmsim.config import AnalogConfig
+from nvmsim.studies.schema import DataSpec, ScenarioSpec, TrainSpec
+
+
+class SourceSpec(BaseModel):
+    """Where a run's network comes from: a registry arch (trained here), or a file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: str | None = None
+    checkpoint: str | None = None
+    keras: str | None = None
+
+
+class RunSpec(BaseModel):
+    """One point of a study: model, data, training, analog config, scenario, repeats, seed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    source: SourceSpec
+    kwargs: dict[str, Any]
+    train: TrainSpec
+    data: DataSpec
+    analog: AnalogConfig
+    scenario: ScenarioSpec
+    repeats: int
+    seed: int
+
+    def tree(self) -> dict[str, Any]:
+        """The run as plain JSON, in the layout its id and seeds are hashed from."""
+        return {
+            "model": self.model,
+            "source": self.source.model_dump(),
+            "kwargs": dict(self.kwargs),
+            "train": self.train.model_dump(),
+            "data": self.data.model_dump(),
+            "analog": self.analog.model_dump(mode="json"),
+            "scenario": self.scenario.model_dump(),
+            "repeats": self.repeats,
+            "seed": self.seed,
+        }
+
+    def train_config(self) -> dict[str, Any]:
+        """The part of the run that decides the trained weights (hashed: the cache key)."""
+        tree = self.tree()
+        return {
+            "source": tree["source"],
+            "kwargs": tree["kwargs"],
+            "train": tree["train"],
+            "data": {k: tree["data"][k] for k in ("dataset", "preprocess", "crop")},
+            "seed": tree["seed"],
+        }
+
+    @classmethod
+    def from_tree(cls, tree: dict[str, Any]) -> RunSpec:
+        return cls.model_validate(tree)
