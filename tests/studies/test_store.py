@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nvmsim.studies.store import APPLICATION_ID, FORMAT_VERSION, Store, StoreError
+from nvmsim.studies.store import APPLICATION_ID, FORMAT_VERSION, NoStoreYet, Store, StoreError
 
 OLD_SCHEMA = """
 CREATE TABLE runs (
@@ -127,3 +127,20 @@ def test_claims_split_work_and_expire(tmp_path):
         assert b.claim("st", "r3", "B", ttl=60)  # A's lease expired: taken over
         b.release("B")
         assert a.claimed_by_others("st", "A") == set()
+
+
+def test_store_being_created_reads_as_none_yet(tmp_path):
+    """Another process has just created the file (WAL on, schema not yet committed): a
+    reader sees no store yet, and says so with its own error type, not a foreign file."""
+    path = tmp_path / "s.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("BEGIN IMMEDIATE")  # the creator's schema transaction, still open
+    with pytest.raises(NoStoreYet, match="no result store here yet"):
+        Store(path, readonly=True)
+    db.rollback()
+    db.close()
+    with Store(path) as s:  # and the creator's (or anyone's) write still makes it a store
+        _add(s, "a", "r1", 0.5)
+    with Store(path, readonly=True) as s:
+        assert s.done_ids("a") == {"r1"}

@@ -66,6 +66,10 @@ class StoreError(ValueError):
     """A result store that cannot be opened or used (names the file)."""
 
 
+class NoStoreYet(StoreError):
+    """Reading a store that does not exist yet (or that another process is creating now)."""
+
+
 def _inspect(path: Path) -> int | None:
     """The format version of the store at ``path`` (None: no store there yet), read without
     writing anything; raises StoreError for a file that is not an nvmsim store."""
@@ -145,7 +149,7 @@ class Store:
         version = _inspect(self.path)
         if readonly:
             if version is None:
-                raise StoreError(f"{self.path}: no result store here yet")
+                raise NoStoreYet(f"{self.path}: no result store here yet")
             try:
                 self.db = _reader(self.path)
             except sqlite3.Error as err:

@@ -11,7 +11,7 @@ from nvmsim.studies.executors import connect
 from nvmsim.studies.lease import Lease
 from nvmsim.studies.scenarios import scenario_for
 from nvmsim.studies.schema import StudySpec, load_study
-from nvmsim.studies.store import Store, non_finite
+from nvmsim.studies.store import NoStoreYet, Store, non_finite
 from nvmsim.studies.sweep import Run, expand
 
 
@@ -187,8 +187,10 @@ class _Progress:
 
 def status(p: Plan) -> dict[str, int]:
     """Done and pending runs, from the store alone (read-only; no data needed)."""
-    if not p.store_path.exists():
+    try:
+        store = Store(p.store_path, readonly=True)
+    except NoStoreYet:  # none yet, or another process is creating it this moment
         return {"total": len(p.runs), "done": 0, "pending": len(p.runs)}
-    with Store(p.store_path, readonly=True) as store:
+    with store:
         done = store.done_ids(p.study_key) & {r.run_id for r in p.runs}
     return {"total": len(p.runs), "done": len(done), "pending": len(p.runs) - len(done)}
