@@ -505,8 +505,8 @@ def report(
     """Write markdown tables, figures and a static HTML page from stored results (the store
     alone: no dataset is needed)."""
     from nvmsim.report.build import write_report
+    from nvmsim.report.export import export as export_rows
     from nvmsim.studies.store import Store
-    from nvmsim.studies.store import export as export_rows
 
     p = _plan(study, quick, store, check_data=False)
     folder = out or p.store_path.parent / (p.spec.name + ("-quick" if quick else ""))
@@ -526,8 +526,9 @@ def report(
             _fail(f"{p.store_path}: no stored runs of {p.study_key}{tip}")
     rep = p.spec.report
     paths = write_report(
-        rows, folder, p.study_key, p.spec.description, rep.x, rep.panels, rep.log_x, rep.pool
-    )
+        rows, folder, p.study_key, p.spec.description, rep.x, rep.panels, rep.log_x, rep.pool,
+        store_path=p.store_path,
+    )  # fmt: skip
     if export is not None:
         paths["export"] = export_rows(rows, export)
     missing = len(p.runs) - len(rows)

@@ -22,11 +22,13 @@ def test_run_status_report_export(write_study, tmp_path):
     out, csv_path = tmp_path / "report", tmp_path / "runs.csv"
     res = runner.invoke(app, ["report", *args, "--out", str(out), "--export", str(csv_path)])
     assert res.exit_code == 0, res.output
-    assert (out / "report.html").is_file() and (out / "accuracy.png").is_file()
-    assert "| sigma_syn | sigma_te |" in (out / "results.md").read_text()
+    assert (out / "report.html").is_file()
+    assert all((out / f"accuracy.{ext}").is_file() for ext in ("png", "svg", "pdf"))
+    md = (out / "results.md").read_text()
+    assert "| read noise sigma" in md and f"| result store | {store.resolve()} |" in md
     with csv_path.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 4 and {"axis.sigma_syn", "accuracy", "accuracy_std"} <= set(rows[0])
+    assert len(rows) == 4 and {"axis.sigma_syn", "accuracy_pct", "accuracy_std_pct"} <= set(rows[0])
 
 
 def test_bad_study_is_a_clear_error_and_touches_no_store(write_study, tmp_path):

@@ -8,15 +8,15 @@ anything is written to it: a database of another program is refused untouched.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import platform
 import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from nvmsim.versions import versions
 
 FORMAT_VERSION = 2  # 1: runs keyed by run id alone (before studies could share a store)
 APPLICATION_ID = 0x6E766D73  # "nvms", in the SQLite header of every store this writes
@@ -46,20 +46,6 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 """
 _OURS = {"runs", "claims"}
-
-
-def versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    from nvmsim import __version__
-
-    return {
-        "nvmsim": __version__,
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
 
 
 class StoreError(ValueError):
@@ -317,43 +303,3 @@ def non_finite(metrics: dict[str, Any]) -> str | None:
             if isinstance(v, float) and not math.isfinite(v):
                 return f"metric {key!r} = {v}"
     return None
-
-
-def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat record per run: axes, then scalar metrics (lists are summarised elsewhere)."""
-    out = []
-    for r in rows:
-        rec: dict[str, Any] = {"run_id": r["run_id"]}
-        rec.update({f"axis.{k}": v for k, v in r["axes"].items()})
-        rec.update({k: v for k, v in r["metrics"].items() if not isinstance(v, list | dict)})
-        rec["seconds"] = r["seconds"]
-        out.append(rec)
-    return out
-
-
-def export(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """Write runs as CSV (``.csv``) or Parquet (``.parquet``, needs pyarrow)."""
-    path = Path(path)
-    flat = flat_rows(rows)
-    cols = sorted({k for rec in flat for k in rec}, key=lambda k: (k != "run_id", k))
-    if path.suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{path}: export format must be .csv or .parquet")
-    tmp = path.with_name(path.name + f".tmp{int(time.time() * 1e6)}")
-    try:
-        if path.suffix == ".csv":
-            with tmp.open("w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=cols)
-                w.writeheader()
-                w.writerows(flat)
-        else:
-            try:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-            except ImportError:
-                raise ValueError("Parquet export needs pyarrow: pip install pyarrow") from None
-            table = pa.Table.from_pylist([{c: rec.get(c) for c in cols} for rec in flat])
-            pq.write_table(table, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

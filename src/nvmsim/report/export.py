@@ -1,0 +1,52 @@
+"""Runs as a flat table (CSV or Parquet) for other tools: one line per run, fractions in
+percent with the unit in the column name (``accuracy_pct``), like the report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from nvmsim.files import atomic_open, atomic_write
+from nvmsim.report.labels import as_percent
+from nvmsim.report.rows import Row
+
+FORMATS = (".csv", ".parquet")
+
+
+def flat_rows(rows: list[Row]) -> list[dict[str, Any]]:
+    """One flat record per run: id, ``axis.<name>`` values, scalar metrics (fractions as
+    ``<metric>_pct``), the run seed, start time (POSIX seconds) and wall time in seconds."""
+    out = []
+    for r in rows:
+        rec: dict[str, Any] = {"run_id": r.get("run_id", "")}
+        rec.update({f"axis.{k}": v for k, v in r["axes"].items()})
+        scalars = {k: v for k, v in r["metrics"].items() if not isinstance(v, list | dict)}
+        rec.update(as_percent(scalars))
+        rec.update({k: r[k] for k in ("seed", "started", "seconds") if k in r})
+        out.append(rec)
+    return out
+
+
+def export(rows: list[Row], path: str | Path) -> Path:
+    """Write runs as CSV (``.csv``) or Parquet (``.parquet``, needs pyarrow), atomically."""
+    path = Path(path)
+    if path.suffix not in FORMATS:
+        raise ValueError(f"{path}: export format must be .csv or .parquet")
+    flat = flat_rows(rows)
+    cols = list(dict.fromkeys(k for rec in flat for k in rec))
+    if path.suffix == ".csv":
+        with atomic_open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            w.writerows(flat)
+        return path
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ValueError("Parquet export needs pyarrow: pip install pyarrow") from None
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([{c: rec.get(c) for c in cols} for rec in flat]), buf)
+    return atomic_write(path, buf.getvalue())
