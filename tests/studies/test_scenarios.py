@@ -1,20 +1,22 @@
 """The scenario registry and the typed run: one class and one registration add a scenario;
 each checks its options at plan time; the typed run is the JSON the ids are hashed from."""
 
+import textwrap
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import torch
 from pydantic import BaseModel, Field
 from typer.testing import CliRunner
 
 from nvmsim.cli import app
 from nvmsim.config import ConfigError
-from nvmsim.studies import scenarios
+from nvmsim.studies import runner, scenarios
 from nvmsim.studies.schema import load_study
 from nvmsim.studies.spec import RunSpec
 from nvmsim.studies.store import Store
-from nvmsim.studies.study import plan
+from nvmsim.studies.study import plan, run_plan
 from nvmsim.studies.sweep import canonical, expand
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.toml"))
@@ -87,3 +89,76 @@ def test_selection():
     )
     with pytest.raises(ValueError, match="registered already"):
         scenarios.register(scenarios.SCENARIOS["inference"])
+
+
+def _fake_load(name, split, data_dir=None, *, subset=None, seed=0, **kw):
+    """Sparse random 22x24 images (the mlp528 input), a fixed draw per split."""
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    n = subset or 40
+    x = torch.rand(n, 1, 22, 24, generator=g)
+    return x * (x > 0.7), torch.randint(0, 10, (n,), generator=g)
+
+
+@pytest.fixture
+def onchip_run(write_study, monkeypatch):
+    """The JSON and train key of a small on-chip run (set-only devices, occasional RESET,
+    two repeats) of mlp528 on fake data."""
+    monkeypatch.setattr(runner, "load", _fake_load)
+    onchip = 'onchip = { device = "set_only", refresh_every = 10, n_steps = 100 }'
+    study = write_study(extra=f"[scenario]\n{onchip}\n", sweep="sigma_syn = [0.0]", repeats=2)
+    run = expand(load_study(study)[0])[0]
+    tree = {**run.config, "source": {**run.config["source"], "arch": "mlp528"}, "kwargs": {}}
+    tree["train"] = {**tree["train"], "epochs": 1, "train_subset": 30}
+    tree["data"] = {**tree["data"], "test_subset": 25, "preprocess": "unit"}
+    return tree, run.train_key
+
+
+def test_onchip_scenario_trains_each_repeat_on_chip(onchip_run, tmp_path):
+    tree, key = onchip_run
+    cache = tmp_path / "cache"
+    out = scenarios.evaluate(tree, key, cache)
+    for k in ("accuracy", "accuracy_std", "accuracy_all", "repeats", "train_accuracy",
+              "saturated_fraction", "pulses_per_example", "refreshes"):  # fmt: skip
+        assert k in out
+    assert out["repeats"] == 2 and len(out["accuracy_all"]) == 2
+    assert out["train_images"] == 30 and out["test_images"] == 25
+    assert out["set_pulses_per_example"] > 0 and out["reset_pulses_per_example"] == 0  # set_only
+    assert out == scenarios.evaluate(tree, key, cache) | {
+        "seconds_per_epoch": out["seconds_per_epoch"]
+    }
+    assert not cache.exists()  # nothing trained in software
+
+
+def test_onchip_scenario_names_an_unknown_setting(onchip_run, tmp_path):
+    tree, key = onchip_run
+    bad = {**tree, "scenario": {**tree["scenario"], "onchip": {"bogus": 1}}}
+    with pytest.raises(ValueError, match=r"scenario\.onchip\.bogus: unknown setting"):
+        scenarios.evaluate(bad, key, tmp_path)
+
+
+def test_study_sweeps_onchip_fields(tmp_path):
+    path = tmp_path / "oc.toml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            name = "oc"
+            repeats = 1
+            [models.fc]
+            arch = "fc_tanh"
+            kwargs = { n_fe = 16, inputs = 64 }
+            train = { epochs = 1, train_subset = 150 }
+            [data]
+            dataset = "digits"
+            test_subset = 100
+            [scenario]
+            onchip = { n_steps = 300, lr = 0.05, w_max = [1.0, 2.0] }
+            [sweep]
+            "scenario.onchip.asymmetry" = [1.0, 0.5]
+            """
+        )
+    )
+    p = plan(path, store=tmp_path / "oc.sqlite")
+    counts = run_plan(p, progress=False)
+    assert counts["ran"] == 2 and not counts["errors"], counts
+    with Store(p.store_path) as store:
+        assert len(store.done_ids(p.study_key)) == 2

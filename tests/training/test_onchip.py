@@ -1,5 +1,4 @@
 import math
-import textwrap
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ from nvmsim.training.onchip import (
     OnChipNetwork,
     build_tables,
     describe_mlp,
-    evaluate_onchip,
     init_layers,
     parse_config,
     program_verify,
@@ -274,66 +272,6 @@ def test_training_learns_digits():
     )
     assert res.test_accuracy > 0.75
     assert len(res.curve) == 2 and res.stats.pulses > 0
-
-
-def fake_data(split, n):
-    g = torch.Generator().manual_seed(0 if split == "train" else 1)
-    n = n or 40
-    x = torch.rand(n, 1, 22, 24, generator=g)
-    return x * (x > 0.7), torch.randint(0, 10, (n,), generator=g)
-
-
-def test_evaluate_onchip_hook():
-    tree = {
-        "scenario": {"onchip": {"device": "set_only", "refresh_every": 10, "n_steps": 100}},
-        "source": {"arch": "mlp528"},
-        "kwargs": {},
-        "train": {"epochs": 1, "train_subset": 30},
-        "data": {"test_subset": 25, "preprocess": "unit"},
-        "repeats": 2,
-    }
-    out = evaluate_onchip(tree, fake_data, 7)
-    for key in ("accuracy", "accuracy_std", "accuracy_all", "repeats", "train_accuracy",
-                "saturated_fraction", "pulses_per_example", "refreshes"):  # fmt: skip
-        assert key in out
-    assert out["repeats"] == 2 and len(out["accuracy_all"]) == 2
-    assert out["train_images"] == 30 and out["test_images"] == 25
-    assert out == evaluate_onchip(tree, fake_data, 7) | {
-        "seconds_per_epoch": out["seconds_per_epoch"]
-    }
-    with pytest.raises(ValueError, match="scenario.onchip.bogus"):
-        evaluate_onchip({**tree, "scenario": {"onchip": {"bogus": 1}}}, fake_data, 7)
-
-
-def test_study_sweeps_onchip_fields(tmp_path):
-    from nvmsim.studies.store import Store
-    from nvmsim.studies.study import plan, run_plan
-
-    path = tmp_path / "oc.toml"
-    path.write_text(
-        textwrap.dedent(
-            """
-            name = "oc"
-            repeats = 1
-            [models.fc]
-            arch = "fc_tanh"
-            kwargs = { n_fe = 16, inputs = 64 }
-            train = { epochs = 1, train_subset = 150 }
-            [data]
-            dataset = "digits"
-            test_subset = 100
-            [scenario]
-            onchip = { n_steps = 300, lr = 0.05, w_max = [1.0, 2.0] }
-            [sweep]
-            "scenario.onchip.asymmetry" = [1.0, 0.5]
-            """
-        )
-    )
-    p = plan(path, store=tmp_path / "oc.sqlite")
-    counts = run_plan(p, progress=False)
-    assert counts["ran"] == 2 and not counts["errors"], counts
-    with Store(p.store_path) as store:
-        assert len(store.done_ids(p.study_key)) == 2
 
 
 def test_benchmark_returns_seconds_and_prints_nothing(capsys):

@@ -5,7 +5,7 @@ from ``.npy`` (memory-mapped) takes a few. Entries live in ``<cache root>/parsed
 cache root is ``$NVMSIM_CACHE`` or ``~/.cache/nvmsim``. An entry is keyed by the source
 file's resolved path, byte size and modification time (and the archive member, if any), so an
 edited or replaced file is parsed again. Entries are written only after a successful parse,
-to a temporary file then renamed with :func:`os.replace`, so a reader never sees half a file.
+atomically (:func:`nvmsim.files.atomic_open`), so a reader never sees half a file.
 The cache is an optimisation: if it cannot be written (read-only disk) loading still works.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
+
+from nvmsim.files import atomic_open, atomic_write
 
 FORMAT_VERSION = "1"
 
@@ -49,19 +49,6 @@ def source_key(paths: str | Path | Sequence[str | Path], member: str = "") -> st
     return f"{stem}-{digest}"
 
 
-def _atomic_write(dest: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``dest`` through a temporary file in the same folder, then rename it."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_arrays(key: str, tags: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
     """The cached arrays ``<key>-<tag>.npy`` (memory-mapped, read-only), or None if any is
     missing or unreadable."""
@@ -78,12 +65,10 @@ def load_arrays(key: str, tags: tuple[str, ...]) -> tuple[np.ndarray, ...] | Non
 def save_arrays(key: str, arrays: dict[str, np.ndarray]) -> None:
     """Write ``<key>-<tag>.npy`` for each array, atomically; errors writing are ignored."""
     try:
+        parsed_dir().mkdir(parents=True, exist_ok=True)
         for tag, array in arrays.items():
-            array = np.ascontiguousarray(array)
-            _atomic_write(
-                parsed_dir() / f"{key}-{tag}.npy",
-                lambda f, a=array: np.save(f, a, allow_pickle=False),
-            )
+            with atomic_open(parsed_dir() / f"{key}-{tag}.npy") as f:
+                np.save(f, np.ascontiguousarray(array), allow_pickle=False)
     except OSError:
         return
 
@@ -125,6 +110,7 @@ def mark_verified(path: str | Path, md5: str) -> None:
     """Record that ``path`` (at its current size and mtime) has MD5 ``md5``."""
     try:
         dest = parsed_dir() / f"{source_key(path)}.md5"
-        _atomic_write(dest, lambda f: f.write(md5.encode()))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(dest, md5)
     except OSError:
         return

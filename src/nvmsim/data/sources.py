@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import BinaryIO
 from nvmsim.data import cache
 from nvmsim.data.errors import ChecksumError, DatasetError, DatasetNotFoundError
 from nvmsim.data.registry import CIFAR10_FOLDER, DatasetInfo, FileInfo
+from nvmsim.files import atomic_open
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -170,17 +170,15 @@ def download_file(f: FileInfo, dest_dir: str | Path, *, timeout: float = 60.0) -
 
     dest = Path(dest_dir) / f.name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{f.name}.", suffix=".part", dir=dest.parent)
-    try:
-        h = hashlib.md5(usedforsecurity=False)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-        )
+    h = hashlib.md5(usedforsecurity=False)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+    )
+    with atomic_open(dest, "wb", suffix=".part") as out:
         with (
-            os.fdopen(fd, "wb") as out,
             _urlopen(f.url, timeout) as resp,
             Progress(*columns, console=Console(stderr=True), transient=True) as bar,
         ):
@@ -191,15 +189,11 @@ def download_file(f: FileInfo, dest_dir: str | Path, *, timeout: float = 60.0) -
                 h.update(block)
                 bar.advance(task, len(block))
         got = h.hexdigest()
-        if got != f.md5:
+        if got != f.md5:  # raised inside the block, so the .part file is removed
             raise ChecksumError(
                 f"download of {f.url}: MD5 {got} does not match the published {f.md5}; "
                 "nothing was saved"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     cache.mark_verified(dest, f.md5)
     return dest
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from nvmsim.files import atomic_open
 
 Tensor = torch.Tensor
 
@@ -255,21 +255,14 @@ class JumpTable:
         """Write ``g_edges``, ``dg``, ``cdf`` to an NPZ file (atomically)."""
         import numpy as np
 
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.npz")
-        os.close(fd)
-        try:
+        with atomic_open(path) as f:
             np.savez(
-                tmp,
+                f,
                 g_edges=self.g_edges.numpy(),
                 dg=self.dg.numpy(),
                 cdf=self.cdf.numpy(),
                 name=np.array(self.name),
             )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 def apply_pulses(

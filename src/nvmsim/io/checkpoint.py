@@ -19,9 +19,9 @@ File format (one file, so one atomic ``os.replace`` publishes it whole):
 the meta device before any tensor data is read or the model is allocated, then the checksum,
 then that every tensor is finite; any bad file is a one-line :class:`CheckpointError`.
 
-``save_checkpoint`` writes to a temporary file in the same folder, fsyncs it and renames it
-over ``path``; a crash leaves either the old checkpoint or the new one, never half of one,
-and the temporary file is removed on any error.
+``save_checkpoint`` writes with :func:`nvmsim.files.atomic_write` (a temporary file in the
+same folder, fsynced and renamed over ``path``); a crash leaves either the old checkpoint or
+the new one, never half of one, and the temporary file is removed on any error.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +39,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _st_save
 from torch import nn
+
+from nvmsim.files import atomic_write
 
 __all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint_info", "save_checkpoint"]
 
@@ -130,36 +131,6 @@ def save_checkpoint(
         "info": json.dumps(info),
     }
     return atomic_write(path, _st_save(tensors, metadata=metadata))
-
-
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over
-    ``path``: readers see the old file or the new one, never half of one."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable where the OS allows it
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-    return path
 
 
 def one_line(error: BaseException) -> str:

@@ -20,7 +20,8 @@ from safetensors.torch import save as _st_save
 from torch import nn
 
 from nvmsim.crossbar.tile import SCALARS, STATE
-from nvmsim.io.checkpoint import atomic_write, read_safetensors
+from nvmsim.files import atomic_write
+from nvmsim.io.checkpoint import read_safetensors
 from nvmsim.nn.base import AnalogMixin
 
 FORMAT = "nvmsim-chip"
@@ -107,8 +108,7 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             raise ChipError(f"{path}: layer {name!r} was programmed with another config")
         scalars = saved[name]["scalars"]
         if set(scalars) != set(SCALARS) or not all(
-            v is None or (isinstance(v, int | float) and math.isfinite(v))
-            for v in scalars.values()
+            v is None or (isinstance(v, int | float) and math.isfinite(v)) for v in scalars.values()
         ):
             raise ChipError(f"{path}: layer {name!r} scalars must be finite {list(SCALARS)}")
         layer._ensure_programmed()  # the model's own state gives this architecture's shapes

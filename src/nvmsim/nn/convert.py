@@ -27,6 +27,7 @@ from nvmsim.crossbar.tile import NonFiniteError, all_finite
 from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.conv import AnalogConv1d, AnalogConv2d, AnalogConv3d
 from nvmsim.nn.linear import AnalogLinear
+from nvmsim.seeds import spawn_seeds
 
 CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
     nn.Linear: AnalogLinear,
@@ -68,12 +69,6 @@ def _analog_type(m: nn.Module) -> type[nn.Module] | None:
         if cls in CONVERSION_MAP:
             return CONVERSION_MAP[cls]
     return None
-
-
-def _layer_seeds(base: int, n: int) -> list[int]:
-    """Independent, reproducible seeds for ``n`` layers from one base seed."""
-    g = torch.Generator().manual_seed(base)
-    return [int(s) for s in torch.randint(0, 2**62, (n,), generator=g)]
 
 
 def _excluded(name: str, m: nn.Module, exclude: Iterable[str | type]) -> bool:
@@ -162,7 +157,7 @@ def convert(
         if on_unconverted == "error":
             raise UnconvertedError(msg)
         warnings.warn(msg, UserWarning, stacklevel=2)
-    seeds = _layer_seeds(config.seed, len(targets))
+    seeds = spawn_seeds(config.seed, len(targets))
     for (name, m, kind), seed in zip(targets, seeds, strict=True):
         label = name or type(m).__name__
         try:

@@ -7,8 +7,6 @@ gives the same numbers in any process, in any order, under any executor.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nvmsim.data import load, preprocess
+from nvmsim.seeds import derive_seed
 from nvmsim.studies.spec import RunSpec
-
-
-def sub_seed(*parts: Any) -> int:
-    """A 63-bit seed derived from any JSON-able parts (stable across processes)."""
-    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
-    return int.from_bytes(h[:8], "little") >> 1
 
 
 def run_data(run: RunSpec, split: str, subset: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +63,7 @@ def trained_model(run: RunSpec, train_key: str, cache_dir: Path) -> nn.Module:
     t = run.train
     x, y = run_data(run, "train", t.train_subset)
     x = preprocess.fit(run.data.preprocess, x)(x)
-    seed = sub_seed("train", train_key)
+    seed = derive_seed("train", train_key)
     torch.manual_seed(seed)
     model = build_model(run)  # initial weights from the seed
     if t.init == "keras":

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 from nvmsim.config import format_validation_error
 from nvmsim.data import perturb, preprocess
 from nvmsim.nn.convert import convert, drift_to
-from nvmsim.studies.runner import loss_acc, run_data, sub_seed, summary, trained_model
+from nvmsim.seeds import derive_seed, onchip_seed
+from nvmsim.studies.runner import loss_acc, run_data, summary, trained_model
 from nvmsim.studies.schema import ScenarioSpec
 from nvmsim.studies.spec import RunSpec
 
@@ -127,12 +128,12 @@ class Inference(Scenario):
         model = trained_model(run, ctx.train_key, ctx.cache_dir)
         prep, x, y = _prepared_test(run)
         sc, cfg = run.scenario, run.analog
-        base_seed = sub_seed("eval", run.tree())
+        base_seed = derive_seed("eval", run.tree())
         clean_loss, clean_acc = loss_acc(model, prep(x), y)
         analog = None
         accs, losses = [], []
         for r in range(run.repeats):
-            seed = sub_seed(base_seed, r)
+            seed = derive_seed(base_seed, r)
             if analog is None or sc.reprogram_each_repeat:
                 analog = convert(model, cfg.model_copy(update={"seed": seed % (2**62)})).eval()
                 if sc.drift_time > 0:
@@ -196,7 +197,7 @@ class DetectorRetraining(Scenario):
         model = trained_model(run, ctx.train_key, ctx.cache_dir)
         prep, x, y = _prepared_test(run)
         sc, cfg = run.scenario, run.analog
-        base_seed = sub_seed("eval", run.tree())
+        base_seed = derive_seed("eval", run.tree())
         extractor, detector = split_model(model, sc.split_at)
         sizes, act = describe_detector(detector)
         xtr, ytr = run_data(run, "train", sc.retrain_subset or run.train.train_subset)
@@ -208,12 +209,12 @@ class DetectorRetraining(Scenario):
             ftr, fte = [], []
             with torch.no_grad():
                 for r in chunk:
-                    seed = sub_seed(base_seed, r) % (2**62)
+                    seed = derive_seed(base_seed, r) % (2**62)
                     analog = convert(extractor, cfg.model_copy(update={"seed": seed})).eval()
                     ftr.append(_features(analog, xtr))
                     fte.append(_features(analog, xte))
             ftr, fte = torch.stack(ftr), torch.stack(fte)
-            gen = torch.Generator().manual_seed(sub_seed(base_seed, "detector", start))
+            gen = torch.Generator().manual_seed(derive_seed(base_seed, "detector", start))
             if sc.detector_hidden:
                 widths = [sizes[0], sc.detector_hidden, sizes[-1]]
                 det = BatchedDetector(len(chunk), widths, act, gen)
@@ -268,11 +269,11 @@ class OnChip(Scenario):
             )
 
     def evaluate(self, run: RunSpec, ctx: Context) -> dict[str, Any]:
-        from nvmsim.training.onchip import _sub_seed, train_onchip
+        from nvmsim.training.onchip import train_onchip
 
         self.check(run)
         cfg = self.options(run)
-        seed = sub_seed("onchip", run.tree())
+        seed = derive_seed("onchip", run.tree())
         epochs = cfg.epochs if cfg.epochs is not None else run.train.epochs
         xtr, ytr = run_data(run, "train", cfg.train_subset or run.train.train_subset)
         xte, yte = run_data(run, "test", run.data.test_subset)
@@ -282,10 +283,10 @@ class OnChip(Scenario):
         for r in range(run.repeats):
             # Initial weights depend on the study seed and repeat only: every point of a
             # sweep starts from the same networks (common random numbers across the sweep).
-            init_seed = _sub_seed(run.seed, r, "init")
+            init_seed = onchip_seed(run.seed, r, "init")
             res = train_onchip(
                 cfg, (xtr, ytr), (xte, yte), arch=run.source.arch, kwargs=dict(run.kwargs),
-                epochs=epochs, seed=_sub_seed(seed, r), init_seed=init_seed,
+                epochs=epochs, seed=onchip_seed(seed, r), init_seed=init_seed,
             )  # fmt: skip
             results.append(res)
         return _onchip_metrics(results, epochs, len(ytr), len(yte))

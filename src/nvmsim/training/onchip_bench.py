@@ -7,6 +7,14 @@ from typing import Any
 
 import torch
 
+from nvmsim.training.onchip import (
+    OnChipNetwork,
+    build_tables,
+    init_layers,
+    parse_config,
+    torch_threads,
+)
+
 
 def _data(examples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST cropped to 22x24 (paper 004); random sparse images of that shape if absent."""
@@ -36,8 +44,6 @@ def run_onchip_benchmark(
     ``threads`` is torch's thread count for the epoch (default 1, as in training; restored
     afterwards). Prints nothing.
     """
-    from nvmsim.training.onchip import OnChipNetwork, build_tables, init_layers, parse_config
-
     if examples < 1:
         raise ValueError(f"examples must be >= 1, got {examples}")
     cfg = parse_config(config or {})
@@ -62,8 +68,6 @@ def run_torch_sgd_epoch(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build(arch)
-    from nvmsim.training.onchip import torch_threads
-
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = torch.nn.CrossEntropyLoss()
     t0 = time.perf_counter()
