@@ -102,6 +102,13 @@ def read_runs_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _percent(run: dict[str, str], metric: str) -> float:
+    """A metric in percent from an export: ``<metric>_pct``, or an older export's fraction."""
+    if f"{metric}_pct" in run:
+        return float(run[f"{metric}_pct"])
+    return 100 * float(run[metric])
+
+
 def plot_accuracy_panels(
     panels: list[dict],
     path: str | Path,
@@ -129,8 +136,8 @@ def plot_accuracy_panels(
         for i, (key, rs) in enumerate(sorted(groups.items())):
             rs = sorted(rs, key=lambda r: float(r[panel["x"]]))
             x = [float(r[panel["x"]]) for r in rs]
-            te = [100 * float(r["accuracy"]) for r in rs]
-            tr = [100 * float(r["train_accuracy"]) for r in rs]
+            te = [_percent(r, "accuracy") for r in rs]
+            tr = [_percent(r, "train_accuracy") for r in rs]
             label = ", ".join(
                 f"{g.split('.')[-1]}={v}" for g, v in zip(panel.get("group", []), key, strict=True)
             )
