@@ -235,8 +235,8 @@ def devices(
     ] = None,
 ) -> None:
     """List the device presets with their parameters and sources."""
-    from nvmsim.config import ConfigError
-    from nvmsim.devices.presets import load_preset_file, preset, preset_names, summary
+    from nvmsim.config import ConfigError, load_preset_file, preset
+    from nvmsim.devices.presets import preset_names, summary
 
     devs = [preset(name) for name in preset_names()]
     for path in file or []:

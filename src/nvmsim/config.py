@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from nvmsim.devices.presets import preset_values
+
 NoiseKind = Literal["additive", "proportional"]
 ProgKind = Literal["additive", "proportional", "weight"]
 ClipMode = Literal["zero", "range", "none"]
@@ -244,12 +246,8 @@ class DeviceConfig(_Strict):
         if "preset_file" in data:
             if "preset" in data:
                 raise ValueError("give either preset or preset_file, not both")
-            from nvmsim.devices.presets import preset_file_values
-
             data = _merge(preset_file_values(data.pop("preset_file")), data)
         if "preset" in data:
-            from nvmsim.devices.presets import preset_values
-
             data = _merge(preset_values(data.pop("preset")), data)
         return data
 
@@ -456,3 +454,41 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_toml(path: str | Path, model: type[M] = AnalogConfig) -> M:  # type: ignore[assignment]
     """Load and validate a TOML file into ``model`` (default :class:`AnalogConfig`)."""
     return validate(model, read_toml(path), source=str(path))
+
+
+# Device presets: the data is in nvmsim.devices.presets; building them is here.
+
+
+def preset(name: str, **overrides: Any) -> DeviceConfig:
+    """A validated :class:`DeviceConfig` for a named preset."""
+    return DeviceConfig.model_validate({"preset": name, **overrides})
+
+
+def preset_file_values(path: str | Path) -> dict[str, Any]:
+    """The raw values of a user preset file, checked; errors name the file and the field.
+
+    The file holds :class:`DeviceConfig` fields at the top level (or in one
+    ``[device]`` table) and a non-empty ``citation``; ``name`` defaults to the file's stem and
+    ``preset = "pcm"`` may name a built-in preset to start from.
+    """
+    path = Path(path)
+    raw = read_toml(path)
+    if set(raw) == {"device"} and isinstance(raw["device"], dict):
+        raw = dict(raw["device"])
+    if "preset_file" in raw:
+        raise ConfigError(f"{path}: preset_file: a preset file cannot load another preset file")
+    citation = raw.get("citation")
+    if not isinstance(citation, str) or not citation.strip():
+        raise ConfigError(f"{path}: citation: a preset file must cite its source (a string)")
+    raw.setdefault("name", path.stem)
+    validate(DeviceConfig, raw, source=str(path))
+    return raw
+
+
+def load_preset_file(path: str | Path) -> DeviceConfig:
+    """A validated :class:`DeviceConfig` from a user preset file.
+
+    Raises :class:`ConfigError` naming the file and the field for a missing
+    file, malformed TOML, an unknown key or a bad value.
+    """
+    return validate(DeviceConfig, preset_file_values(path), source=str(path))

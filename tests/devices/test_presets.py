@@ -7,15 +7,17 @@ from typer.testing import CliRunner
 
 import nvmsim
 from nvmsim.cli import app
-from nvmsim.config import AnalogConfig, ConfigError, DeviceConfig, load_toml, validate
-from nvmsim.devices import behaviour
-from nvmsim.devices.presets import (
-    PRESETS,
+from nvmsim.config import (
+    AnalogConfig,
+    ConfigError,
+    DeviceConfig,
     load_preset_file,
+    load_toml,
     preset,
-    preset_names,
-    summary,
+    validate,
 )
+from nvmsim.devices import behaviour
+from nvmsim.devices.presets import PRESETS, preset_names, summary
 from nvmsim.nn.convert import drift_to
 
 USER = """

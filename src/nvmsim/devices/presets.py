@@ -1,9 +1,10 @@
 """Device presets: representative parameters of real technologies, with their sources.
 
+Data only (validation into a :class:`~nvmsim.config.DeviceConfig` is in :mod:`nvmsim.config`).
 Values are normalised as everywhere in nvmsim (``Gmax == 1``, ``sigma`` relative); the
 absolute ``g_max_siemens`` matters only for energy and IR drop. They are starting points
 taken from the cited work, not a fit to any one chip: override any field in a config file,
-or write your own preset file (:func:`load_preset_file`): a TOML file with
+or write your own preset file (:func:`nvmsim.config.load_preset_file`): a TOML file with
 :class:`~nvmsim.config.DeviceConfig` fields and a ``citation``.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -119,47 +119,6 @@ def preset_values(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ValueError(f"unknown device preset {name!r}; known: {', '.join(preset_names())}")
     return copy.deepcopy(PRESETS[name])
-
-
-def preset(name: str, **overrides: Any):
-    """A validated :class:`~nvmsim.config.DeviceConfig` for a named preset."""
-    from nvmsim.config import DeviceConfig
-
-    return DeviceConfig.model_validate({"preset": name, **overrides})
-
-
-def preset_file_values(path: str | Path) -> dict[str, Any]:
-    """The raw values of a user preset file, checked; errors name the file and the field.
-
-    The file holds :class:`~nvmsim.config.DeviceConfig` fields at the top level (or in one
-    ``[device]`` table) and a non-empty ``citation``; ``name`` defaults to the file's stem and
-    ``preset = "pcm"`` may name a built-in preset to start from.
-    """
-    from nvmsim.config import ConfigError, DeviceConfig, read_toml, validate
-
-    path = Path(path)
-    raw = read_toml(path)
-    if set(raw) == {"device"} and isinstance(raw["device"], dict):
-        raw = dict(raw["device"])
-    if "preset_file" in raw:
-        raise ConfigError(f"{path}: preset_file: a preset file cannot load another preset file")
-    citation = raw.get("citation")
-    if not isinstance(citation, str) or not citation.strip():
-        raise ConfigError(f"{path}: citation: a preset file must cite its source (a string)")
-    raw.setdefault("name", path.stem)
-    validate(DeviceConfig, raw, source=str(path))
-    return raw
-
-
-def load_preset_file(path: str | Path):
-    """A validated :class:`~nvmsim.config.DeviceConfig` from a user preset file.
-
-    Raises :class:`~nvmsim.config.ConfigError` naming the file and the field for a missing
-    file, malformed TOML, an unknown key or a bad value.
-    """
-    from nvmsim.config import DeviceConfig, validate
-
-    return validate(DeviceConfig, preset_file_values(path), source=str(path))
 
 
 def _noise(cfg) -> str:
