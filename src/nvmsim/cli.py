@@ -288,26 +288,6 @@ def devices(
         _say(f"figure written to {out}")
 
 
-@command()
-def models() -> None:
-    """List the papers' models with their parameter counts."""
-    from nvmsim.models import build, count_parameters
-
-    table = Table(title="registered models")
-    table.add_column("name")
-    table.add_column("parameters", justify="right")
-    for name, kw in [
-        ("mlp128", {}), ("mlp300", {}), ("cnn000", {}),
-        ("mosaics_rnn", {"t": 7}), ("mosaics_rnn", {"t": 56}),
-        ("fc_tanh", {"n_fe": 100, "hidden_layers": 1}),
-        ("fc_tanh", {"n_fe": 100, "hidden_layers": 2}),
-        ("cifar_cnn", {}), ("mlp528", {}), ("resnet18", {}), ("mobilenet", {}),
-    ]:  # fmt: skip
-        label = name + "".join(f" {k}={v}" for k, v in kw.items())
-        table.add_row(label, f"{count_parameters(build(name, **kw)):,}")
-    console.print(table)
-
-
 @command("summary")
 def summary_cmd(
     arch: Annotated[str, typer.Argument(help="A registered model (see `nvmsim models`).")],
@@ -482,6 +462,20 @@ def run(
         for message in counts["errors"]:
             err_console.print(f"[red]failed:[/] {escape(message)}", highlight=False)
         _fail(f"{counts['failed']} runs failed and were not stored; fix and run again")
+
+
+@command()
+def models() -> None:
+    """List the model registry: kwargs, parameter counts and the datasets each one takes."""
+    from nvmsim.models.catalog import catalog
+
+    table = Table(title="models (`arch` in a study; kwargs under models.<label>.kwargs)")
+    for col in ("arch", "kwargs", "parameters", "takes (dataset)", "what it is"):
+        table.add_column(col, justify="right" if col == "parameters" else "left")
+    for e in catalog():
+        params = "set by kwargs" if e.parameters is None else f"{e.parameters:,}"
+        table.add_row(e.name, e.kwargs, params, "\n".join(e.fits) or "—", e.summary)
+    console.print(table)
 
 
 @command("status")
