@@ -10,7 +10,20 @@ runner = CliRunner()
 def test_demo_runs_and_reports_software_and_analog_accuracy():
     res = runner.invoke(app, ["demo", "--epochs", "5", "--repeats", "2"])
     assert res.exit_code == 0, res.output
-    assert "software (torch)" in res.output and "ReRAM preset" in res.output
+    assert "software (torch)" in res.output and "ReRAM" in res.output
+    assert "95 % CI" in res.output and "sampling noise" in res.output
+
+
+def test_demo_interval_is_the_wilson_interval_around_the_accuracy():
+    from scipy import stats
+
+    from nvmsim.demo import accuracy_ci
+
+    low, high = accuracy_ci(0.9, 360)
+    assert low < 0.9 < high and 0.02 < high - 0.9 < 0.9 - low < 0.04  # ±3 points
+    ci = stats.binomtest(324, 360).proportion_ci(method="wilson")
+    assert (low, high) == (ci.low, ci.high)
+    assert accuracy_ci(1.0, 360)[1] == 1.0
 
 
 def test_bench_json_reports_ratios():

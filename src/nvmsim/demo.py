@@ -6,12 +6,20 @@ import statistics
 from dataclasses import dataclass
 
 import torch
+from scipy import stats
 
 from nvmsim.config import AnalogConfig, validate
 from nvmsim.data import load
 from nvmsim.models import mlp
 from nvmsim.nn.convert import convert, program
 from nvmsim.training.software import accuracy, train
+
+
+def accuracy_ci(acc: float, n: int) -> tuple[float, float]:
+    """95 % Wilson interval of an accuracy measured on ``n`` test images: how far the true
+    accuracy may be from one measured on so few images (test-set sampling alone)."""
+    ci = stats.binomtest(round(acc * n), n).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 @dataclass
@@ -50,10 +58,15 @@ DEMO_SETTINGS: dict[str, dict] = {
 }
 
 
+TEST_IMAGES = 360  # scikit-learn digits' test split in nvmsim.data
+
+
 def run_demo(epochs: int = 40, repeats: int = 10, seed: int = 0) -> tuple[float, list[DemoRow]]:
     """Software accuracy and analog accuracy (mean, std over ``repeats``) on digits' test."""
     xtr, ytr = load("digits", "train")
     xte, yte = load("digits", "test")
+    if len(yte) != TEST_IMAGES:
+        raise RuntimeError(f"digits test split has {len(yte)} images, expected {TEST_IMAGES}")
     torch.manual_seed(seed)
     model = mlp((64, 64, 10))
     train(model, xtr, ytr, epochs=epochs, batch_size=32, lr=3e-3, seed=seed)
