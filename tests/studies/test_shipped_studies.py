@@ -25,3 +25,19 @@ def test_study_file_validates_and_expands(path):
     assert len({r.run_id for r in full}) == len(full), "two points resolve alike"
     assert {r.run_id for r in quick}.isdisjoint(r.run_id for r in full)
     assert f"studies/{path.name}" in path.read_text(), "the header should give its command"
+
+
+def test_digits_example_runs_and_reports_in_seconds(tmp_path):
+    """The documented example study needs no download: run it (--quick) and report it."""
+    from typer.testing import CliRunner
+
+    from nvmsim.cli import app
+
+    path = next(p for p in STUDIES if p.stem == "digits_example")
+    args = [str(path), "--quick", "--store", str(tmp_path / "d.sqlite")]
+    res = CliRunner().invoke(app, ["run", *args, "--quiet"])
+    assert res.exit_code == 0 and "8 runs done now" in res.output, res.output
+    res = CliRunner().invoke(app, ["report", *args, "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep" / "results.md").read_text()
+    assert "## Software baseline" in md and "read noise sigma (x Gmax)" in md
