@@ -14,6 +14,20 @@ def test_demo_runs_and_reports_software_and_analog_accuracy():
     assert "95 % CI" in res.output and "sampling noise" in res.output
 
 
+def test_demo_prints_a_valid_interval_around_every_accuracy(monkeypatch):
+    """Each printed 95 % CI is an interval of percentages that holds its row's accuracy."""
+    import re
+
+    monkeypatch.setenv("COLUMNS", "200")  # one line per row
+    res = runner.invoke(app, ["demo", "--epochs", "5", "--repeats", "2"])
+    assert res.exit_code == 0, res.output
+    row = re.compile(r"│ (.+?) +│ +([\d.]+) │ +([\d.]+) – ([\d.]+) │")
+    rows = {m[1]: tuple(map(float, m.groups()[1:])) for m in row.finditer(res.output)}
+    assert len(rows) == 9 and "software (torch)" in rows, res.output  # software + 8 devices
+    for setting, (acc, low, high) in rows.items():
+        assert 0 <= low <= acc <= high <= 100 and low < high, setting
+
+
 def test_demo_interval_is_the_wilson_interval_around_the_accuracy():
     from scipy import stats
 
@@ -42,6 +56,24 @@ def test_listing_commands():
         res = runner.invoke(app, [cmd])
         assert res.exit_code == 0, res.output
         assert needle in res.output
+
+
+def test_models_lists_every_registry_entry_with_its_parameter_count(monkeypatch):
+    """Every registry name is a row; mlp shows its kwargs; a count matches sum(p.numel())."""
+    from nvmsim.models import REGISTRY, build
+
+    monkeypatch.setenv("COLUMNS", "250")
+    res = runner.invoke(app, ["models"])
+    assert res.exit_code == 0, res.output
+    rows = {}
+    for line in res.output.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0]:
+            rows[cells[0]] = cells
+    assert set(REGISTRY) <= set(rows)
+    assert rows["mlp"][1:3] == ["sizes, sigma_neu=0.0, bounded=False", "set by kwargs"]
+    expected = sum(p.numel() for p in build("mlp300").parameters())
+    assert rows["mlp300"][2] == f"{expected:,}"
 
 
 def test_devices_plots_presets_and_a_measured_jumptable(tmp_path):

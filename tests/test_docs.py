@@ -26,3 +26,17 @@ def test_links_point_at_files_of_the_package(page):
 def test_architecture_shows_how_to_add_a_scenario():
     text = (ROOT / "docs" / "architecture.md").read_text()
     assert "Adding a scenario" in text and "@register" in text and "class OnChip" in text
+
+
+def test_architecture_onchip_example_is_the_real_code():
+    """The worked example is copied from scenarios.py verbatim, so it cannot drift from it."""
+    import inspect
+    import re
+
+    from nvmsim.studies import scenarios
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"```python\n(@register\nclass OnChip\(Scenario\):.*?)```", text, re.S)
+    assert block, "architecture.md lost its OnChip example"
+    source = inspect.getsource(scenarios).replace("  # fmt: skip", "")
+    assert block[1] in source, "the OnChip example differs from studies/scenarios.py"
