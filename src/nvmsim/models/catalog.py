@@ -43,14 +43,22 @@ def _required(fn) -> list[str]:
             if p.default is inspect.Parameter.empty]  # fmt: skip
 
 
+FORWARD_ERRORS = (RuntimeError, ValueError, TypeError, IndexError)  # a shape that does not fit
+
+
+def meta_output_shape(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of ``model`` (moved to the meta device) for a batch of two ``shape``
+    inputs; raises one of :data:`FORWARD_ERRORS` when the input does not fit."""
+    with torch.device("meta"), torch.no_grad():
+        return tuple(model.to("meta").eval()(torch.empty(2, *shape)).shape)
+
+
 def takes(model: nn.Module, shape: tuple[int, ...], classes: int) -> bool:
     """Whether ``model`` maps a batch of ``shape`` inputs to ``classes`` scores each."""
     try:
-        with torch.device("meta"), torch.no_grad():
-            out = model.to("meta").eval()(torch.empty(2, *shape))
-    except (RuntimeError, ValueError, TypeError, IndexError):
+        return meta_output_shape(model, shape) == (2, classes)
+    except FORWARD_ERRORS:
         return False
-    return tuple(out.shape) == (2, classes)
 
 
 def _crop_for(n: int, info: DatasetInfo) -> tuple[int, int] | None:

@@ -15,6 +15,7 @@ import torch
 
 from nvmsim.config import ConfigError
 from nvmsim.data.registry import DATASETS
+from nvmsim.models.catalog import FORWARD_ERRORS, meta_output_shape
 from nvmsim.studies.runner import build_model
 from nvmsim.studies.schema import DataSpec
 from nvmsim.studies.sweep import Run
@@ -62,16 +63,15 @@ def check_models(runs: list[Run], where: str | Path) -> None:
         dataset = run.data.dataset
         classes = DATASETS[dataset].num_classes
         try:
-            with torch.device("meta"), torch.no_grad():
-                out = model.to("meta").eval()(torch.empty(2, *shape))
-        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            out = meta_output_shape(model, shape)
+        except FORWARD_ERRORS as err:
             raise ConfigError(
                 f"{where}: {field} does not take {dataset} inputs of shape "
                 f"{shape}: {_first_line(err)}"
             ) from None
-        if tuple(out.shape) != (2, classes):
+        if out != (2, classes):
             raise ConfigError(
-                f"{where}: {field} gives outputs of shape {tuple(out.shape[1:])} per input; "
+                f"{where}: {field} gives outputs of shape {out[1:]} per input; "
                 f"{dataset} has {classes} classes"
             )
 
