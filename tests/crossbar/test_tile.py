@@ -522,3 +522,42 @@ def test_blocked_noisy_reads_match_explicit_sampling(kind, mapping, clip):
     std = s.std(0)
     assert (m.mean(0) - s.mean(0)).abs().max() < 4 * std.max() / math.sqrt(4000)
     torch.testing.assert_close(m.var(0), s.var(0), rtol=0.1, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("product", "shape", "adc"),
+    [
+        (None, (200, 20), True),
+        (None, (200, 20), False),
+        ("conv", (40, 3, 9, 9), True),
+        ("conv", (40, 3, 9, 9), False),
+    ],
+)
+@pytest.mark.parametrize("kind", ["additive", "proportional"])
+def test_chunked_reads_draw_exactly_the_numbers_of_one_read(monkeypatch, product, shape, adc, kind):
+    """A batch read in cache-sized chunks gives bit-identical outputs to one whole read."""
+    from nvmsim.crossbar import tile as tile_mod
+    from nvmsim.crossbar.products import Product
+
+    conv = {"dac_bits": 6, "adc_bits": 6} if adc else {}
+    cfg = validate(
+        AnalogConfig,
+        {
+            "device": {"read_noise": {"kind": kind, "sigma": 0.1}, "on_off_ratio": 10},
+            "crossbar": {"tile_rows": 8},
+            "converter": conv,
+        },
+    )
+    p = Product((3, 3), (1, 1), (1, 1), (1, 1)) if product else Product()
+    w = torch.randn(6, 27 if product else 20, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(2))
+    outs = []
+    for elements in (1 << 30, 64):  # whole batch, then chunks of 16 inputs
+        monkeypatch.setattr(tile_mod, "CHUNK_ELEMENTS", elements)
+        t = AnalogTile(cfg, p)
+        t.program(w, torch.Generator().manual_seed(0))
+        g = torch.Generator().manual_seed(3)
+        t.read(x, g)  # calibrates the converters on the whole batch
+        assert t._chunk_rows(x) == (x.shape[0] if elements > 64 else 16)
+        outs.append(t.read(x, g))
+    assert torch.equal(outs[0], outs[1])
