@@ -3,10 +3,41 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.grad as nn_grad
 
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar.products import Product
 from nvmsim.crossbar.tile import AnalogTile, NonFiniteError
+
+_CONV_WEIGHT_GRAD = {1: nn_grad.conv1d_weight, 2: nn_grad.conv2d_weight, 3: nn_grad.conv3d_weight}
+
+
+class WeightGradient(torch.autograd.Function):
+    """Pass the analog read ``y`` through unchanged and give the layer's weight and bias the
+    gradient of the digital product ``x (*) W + b`` (straight-through: the mapping,
+    programming, noise and converters count as identity for the weights). Inputs keep the
+    gradient of the analog read itself."""
+
+    @staticmethod
+    def forward(ctx, y, x, weight, bias, product):  # noqa: D102
+        ctx.save_for_backward(x, weight)
+        ctx.product, ctx.has_bias = product, bias is not None
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x, w = ctx.saved_tensors
+        p = ctx.product
+        gw = gb = None
+        if ctx.needs_input_grad[2]:
+            if p.dims:
+                args = (p.stride, p.padding, p.dilation, p.groups)
+                gw = _CONV_WEIGHT_GRAD[p.dims](x, w.shape, g.contiguous(), *args)
+            else:
+                gw = g.reshape(-1, w.shape[0]).T @ x.reshape(-1, w.shape[1])
+        if ctx.has_bias and ctx.needs_input_grad[3]:
+            gb = g.sum(dim=(0, *range(2, g.dim())))
+        return g, None, gw, gb, None
 
 
 class AnalogMixin:
@@ -80,6 +111,17 @@ class AnalogMixin:
     def _ensure_programmed(self) -> None:
         if self._programmed_version != self._version() or not self.tile.programmed:
             self.program()
+
+    def _read(self, x: torch.Tensor) -> torch.Tensor:
+        """One analog read of ``x``; with gradients on, the weight and bias get the
+        straight-through gradient (:class:`WeightGradient`), so a torch optimiser trains
+        through the analog forward (the tile is reprogrammed after each step)."""
+        y = self.tile.read(x, self.generator, self._digital_bias())
+        b = self.bias
+        wants = self.weight.requires_grad or (b is not None and b.requires_grad)
+        if not (torch.is_grad_enabled() and wants):
+            return y
+        return WeightGradient.apply(y, x.detach(), self.weight, b, self.tile.product)
 
     def _digital_bias(self) -> torch.Tensor | None:
         return None if self.bias is None or self._analog_bias() else self.bias.detach()

@@ -70,7 +70,7 @@ class _AnalogConvNd(AnalogMixin):
                 f"{type(self).__name__} expects (batch, {self.in_channels}, {spatial}), "
                 f"got {tuple(x.shape)}"
             )
-        y = self.tile.read(self._pad(x), self.generator, self._digital_bias())
+        y = self._read(self._pad(x))
         return y if batched else y.squeeze(0)
 
 

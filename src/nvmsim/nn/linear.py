@@ -13,8 +13,9 @@ from nvmsim.nn.base import AnalogMixin
 class AnalogLinear(AnalogMixin, nn.Linear):
     """Same signature and ``state_dict`` keys as :class:`torch.nn.Linear`, plus ``config``.
 
-    Gradients flow to the input (the crossbar is read like any matmul), not to the weights:
-    the programmed conductances are fixed until the next ``program()``.
+    Gradients flow to the input through the analog read and to the weight and bias
+    straight-through (as the digital product's); an optimiser step changes the weights, so
+    the next forward reprograms the tile (same programming draws, from ``seed``).
     """
 
     def __init__(
@@ -48,5 +49,5 @@ class AnalogLinear(AnalogMixin, nn.Linear):
                 f"got shape {tuple(x.shape)}"
             )
         lead = x.shape[:-1]
-        y = self.tile.read(x.reshape(-1, self.in_features), self.generator, self._digital_bias())
+        y = self._read(x.reshape(-1, self.in_features))
         return y.reshape(*lead, self.out_features)
