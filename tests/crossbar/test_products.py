@@ -201,3 +201,22 @@ def test_bad_geometry_raises(args, match):
 def test_bad_partition_raises(n, t, u):
     with pytest.raises(ValueError, match="bad partition"):
         row_partition(n, t, u)
+
+
+@pytest.mark.parametrize(
+    ("dims", "groups"), [(0, 1), (0, 3), (1, 1), (1, 2), (2, 1), (2, 3), (3, 1)]
+)
+def test_weight_grad_equals_autograd_of_apply(dims, groups):
+    gen = torch.Generator().manual_seed(dims * 10 + groups)
+    p = Product(groups=groups) if dims == 0 else _product(dims, 3, 2, 1, 1, groups)
+    c_in, out = 2 * groups, 2 * groups
+    x = torch.randn(4, c_in, *SIZES.get(dims, ()), generator=gen, dtype=torch.float64)
+    w = torch.randn(out, c_in // groups, *p.kernel, generator=gen, dtype=torch.float64)
+    w.requires_grad_()
+    y = p.apply(x, w)
+    g = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    (expected,) = torch.autograd.grad((g * y).sum(), w)
+    got = p.weight_grad(
+        x, g.contiguous(memory_format=torch.channels_last) if dims == 2 else g, w.shape
+    )
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.nn.grad as nn_grad
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_WEIGHT_GRAD = {1: nn_grad.conv1d_weight, 2: nn_grad.conv2d_weight, 3: nn_grad.conv3d_weight}
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,20 @@ class Product:
             wg = w.reshape(g, -1, w.shape[-1]).transpose(1, 2)  # (g, in/g, out/g)
             return torch.bmm(xg, wg).transpose(0, 1).reshape(b, -1)
         return _CONV[self.dims](x, w, None, self.stride, self.padding, self.dilation, g)
+
+    def weight_grad(
+        self, x: torch.Tensor, grad: torch.Tensor, shape: tuple[int, ...] | torch.Size
+    ) -> torch.Tensor:
+        """Gradient of ``(grad * apply(x, w)).sum()`` with respect to a weight ``w`` of
+        ``shape`` (the kernel layout :meth:`apply` takes), without recomputing the product."""
+        if self.kernel:
+            args = (self.stride, self.padding, self.dilation, self.groups)
+            return _CONV_WEIGHT_GRAD[self.dims](x, shape, grad, *args)
+        if self.groups == 1:
+            return grad.reshape(-1, shape[0]).T @ x.reshape(-1, shape[1])
+        b, g = x.shape[0], self.groups
+        gw = torch.einsum("bgo,bgi->goi", grad.reshape(b, g, -1), x.reshape(b, g, -1))
+        return gw.reshape(shape)
 
     def channel_sums(
         self, x: torch.Tensor, groups: int | None = None, squared: bool = False

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.grad as nn_grad
 
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar.products import Product
 from nvmsim.crossbar.tile import AnalogTile, NonFiniteError
-
-_CONV_WEIGHT_GRAD = {1: nn_grad.conv1d_weight, 2: nn_grad.conv2d_weight, 3: nn_grad.conv3d_weight}
 
 
 class WeightGradient(torch.autograd.Function):
@@ -27,14 +24,9 @@ class WeightGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):  # noqa: D102
         x, w = ctx.saved_tensors
-        p = ctx.product
         gw = gb = None
         if ctx.needs_input_grad[2]:
-            if p.dims:
-                args = (p.stride, p.padding, p.dilation, p.groups)
-                gw = _CONV_WEIGHT_GRAD[p.dims](x, w.shape, g.contiguous(), *args)
-            else:
-                gw = g.reshape(-1, w.shape[0]).T @ x.reshape(-1, w.shape[1])
+            gw = ctx.product.weight_grad(x, g, w.shape)
         if ctx.has_bias and ctx.needs_input_grad[3]:
             gb = g.sum(dim=(0, *range(2, g.dim())))
         return g, None, gw, gb, None
