@@ -173,3 +173,55 @@ def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) 
         "CNN 000 (119,322 params)", build("cnn000"), x, cnn_cases, max(3, repeats // 3)
     )
     return rows
+
+
+@dataclass
+class TrainRow:
+    """One training epoch, hardware-aware against plain torch, interleaved medians."""
+
+    case: str
+    examples: int
+    seconds: float
+    baseline_seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.baseline_seconds
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ratio": self.ratio}
+
+
+def _fashion(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` Fashion-MNIST training images, or random images of that shape if absent."""
+    from nvmsim.data import DatasetError, load
+
+    try:
+        return load("fashion-mnist", "train", subset=n, seed=seed)
+    except DatasetError:
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def run_hwa_benchmark(n: int = 60_000, repeats: int = 3, seed: int = 0) -> TrainRow:
+    """One epoch (Adam, batch 128) of paper 000's CNN on ``n`` Fashion-MNIST images, trained
+    hardware-aware on the PCM preset (programming error redrawn per batch, read noise per read,
+    drift exponents) against the same epoch in plain torch."""
+    from nvmsim.training import hwa
+    from nvmsim.training.software import train
+
+    x, y = _fashion(n, seed)
+    torch.manual_seed(seed)
+    model = build("cnn000")
+    pcm = validate(AnalogConfig, {"device": "pcm"})
+    recipe = hwa.Recipe(epochs=1, batch_size=128, seed=seed)
+
+    def plain() -> None:
+        train(model, x, y, epochs=1, batch_size=128, seed=seed)
+
+    def analog() -> None:
+        hwa.fit(model, pcm, (x, y), recipe)
+
+    tb, tc = time_interleaved(plain, analog, repeats)
+    case = "CNN 000, PCM preset: prog. error per batch + read noise, Adam, batch 128"
+    return TrainRow(case, n, tc, tb)

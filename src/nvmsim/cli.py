@@ -158,6 +158,9 @@ def bench(
     resnet: Annotated[
         bool, typer.Option(help="Also time CIFAR ResNet-18 (batch 64) and its programming.")
     ] = True,
+    hwa: Annotated[
+        bool, typer.Option(help="Also time one hardware-aware training epoch (f-MNIST CNN).")
+    ] = True,
 ) -> None:
     """Time analog inference as a ratio to plain torch in the same run."""
     import torch
@@ -188,11 +191,17 @@ def bench(
             "examples": examples, "seconds": analog, "baseline_seconds": plain,
             "ratio": analog / plain,
         })  # fmt: skip
+    hwa_rows: list[dict] = []
+    if hwa:
+        from nvmsim.bench import run_hwa_benchmark
+
+        n_hwa, rep = (2_000, 1) if quick else (60_000, 3)
+        hwa_rows.append(run_hwa_benchmark(n_hwa, rep).as_dict())
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "inputs": n}
     if as_json:
         out = {
             "meta": meta, "inference": rows, "program": prog_rows, "irdrop": ir_rows,
-            "onchip": oc_rows,
+            "onchip": oc_rows, "hwa": hwa_rows,
         }  # fmt: skip
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -226,6 +235,13 @@ def bench(
             f"on-chip training, {r['case']}: one epoch of {r['examples']:,} examples in "
             f"{r['seconds']:.2f} s; plain torch SGD (batch 1, autograd) {r['baseline_seconds']:.2f}"
             f" s; ratio {r['ratio']:.2f}x (1 thread each)",
+            highlight=False,
+        )
+    for r in hwa_rows:
+        console.print(
+            f"hardware-aware training, {r['case']}: one epoch of {r['examples']:,} images in "
+            f"{r['seconds']:.2f} s; plain torch {r['baseline_seconds']:.2f} s; ratio "
+            f"{r['ratio']:.2f}x",
             highlight=False,
         )
 

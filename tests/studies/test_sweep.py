@@ -32,6 +32,22 @@ def test_training_axes_change_the_train_key(write_study):
     assert keys[0] == expand(load_study(write_study(sweep="sigma_syn = [0.0]"))[0])[0].train_key
 
 
+def test_hwa_training_is_its_own_train_key(write_study):
+    base = expand(load_study(write_study())[0])[0]
+    hwa = 'lr = 3e-3, mode = "hwa", analog = {{ device = "{}" }}, hwa = {{ t_train = 60.0 }} }}'
+
+    def hwa_run(device):
+        path = write_study(name="h")
+        path.write_text(path.read_text().replace("lr = 3e-3 }", hwa.format(device)))
+        return expand(load_study(path)[0])
+
+    run = hwa_run("pcm")[0]
+    assert run.train_key != base.train_key
+    assert run.spec.train.analog.device.name == "pcm" and run.spec.train.hwa.t_train == 60.0
+    with pytest.raises(ConfigError, match="unknown device preset 'nope'"):
+        hwa_run("nope")
+
+
 def test_quick_mode_caps_work(write_study):
     spec, _ = load_study(write_study(repeats=10))
     r = expand(spec, quick=True)[0]
@@ -58,6 +74,8 @@ def test_quick_mode_caps_work(write_study):
         ("sigma_syn = [0.1]", "bogus = 1\n", "bogus: unknown key"),
         ('"train.momentum" = [0.9]', "", "momentum applies to optimizer 'sgd' or 'rmsprop'"),
         ('"train.seed" = [-1]', "", "train.seed"),
+        ('"train.mode" = ["hwa"]', "", "needs the training device in [train.analog]"),
+        ('"train.hwa.t_train" = [10.0]', "", "apply only with train.mode = 'hwa'"),
         (
             "sigma_syn = [0.1]\n[[sweep.zip]]\nbits = [4, 6]\nsigma_te = [0.1]",
             "",

@@ -68,6 +68,12 @@ def _table(cfg) -> dict:
     return {}
 
 
+def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``q`` in the forward pass, the gradient of ``x`` in the backward pass: the
+    straight-through estimator of a converter's rounding (``x`` keeps its saturation)."""
+    return x + (q - x).detach()
+
+
 class NotProgrammedError(RuntimeError):
     """Raised when a tile is read before :meth:`AnalogTile.program`."""
 
@@ -878,13 +884,17 @@ class AnalogTile(nn.Module):
                 if conv.dac_range == "auto"
                 else torch.tensor(float(conv.dac_range), dtype=x.dtype, device=x.device)
             )
-        return converters.quantize_symmetric(x, conv.dac_bits, self.dac_range)
+        q = converters.quantize_symmetric(x.detach(), conv.dac_bits, self.dac_range)
+        if not x.requires_grad:
+            return q
+        return _straight_through(x.clamp(-self.dac_range, self.dac_range), q)
 
     def adc(self, y: torch.Tensor) -> torch.Tensor:
         """Digitise partial sums ``(B, G, n_arrays, cols, *o)`` with one range per row array of
-        each group, then add them digitally: ``(B, out, *o)``. Overwrites ``y``."""
+        each group, then add them digitally: ``(B, out, *o)``. Overwrites ``y`` unless it
+        needs a gradient (then rounding is straight-through; saturation is not)."""
         conv = self.config.converter
-        b, sp = y.shape[0], y.shape[4:]
+        sp = y.shape[4:]
         if self.adc_range is None:
             self.adc_range = (
                 converters.calibrated_range(y, dims=(0, 3, *range(4, y.dim()))).reshape(
@@ -896,8 +906,18 @@ class AnalogTile(nn.Module):
         r = self.adc_range
         if r.dim():
             r = r.view(1, *r.shape, 1, *([1] * len(sp)))
-        codes, lsb = converters.quantize_codes(y, conv.adc_bits, r, inplace=True)
-        q = codes.mul_(lsb)
+        grad = y.requires_grad
+        codes, lsb = converters.quantize_codes(
+            y.detach().clone() if grad else y, conv.adc_bits, r, inplace=True
+        )
+        q = self._add_partials(codes.mul_(lsb))
+        if not grad:
+            return q
+        return _straight_through(self._add_partials(torch.clamp(y, -r, r)), q)
+
+    def _add_partials(self, q: torch.Tensor) -> torch.Tensor:
+        """Digital sum of the row arrays' partial sums: ``(B, G, nb, cols, *o) -> (B, out, *o)``."""
+        b, sp = q.shape[0], q.shape[4:]
         if sp and q.stride(3) == 1:  # channels-last partial sums: reduce in memory order
             n = len(sp)
             perm = (0, *range(4, 4 + n), 1, 2, 3)  # (B, *o, G, nb, cols), contiguous

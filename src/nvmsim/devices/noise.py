@@ -220,12 +220,14 @@ _FAR = 12.0  # Phi(-12) ~ 2e-33: a bound this many stds away changes nothing in 
 
 
 def _all_far(mu: torch.Tensor, std: torch.Tensor, lo: Bound, hi: Bound) -> bool:
-    """Every bound is more than ``_FAR`` stds away: the moments are the Gaussian's own."""
+    """Every bound is more than ``_FAR`` stds away (or, for a device without noise, not
+    crossed): the moments are the Gaussian's own."""
     reach = _FAR * std
     for bound, side in ((lo, 1.0), (hi, -1.0)):
-        if _is_tensor_or_finite(bound, -side * math.inf) and not bool(
-            (side * (mu - bound) > reach).all()
-        ):
+        if not _is_tensor_or_finite(bound, -side * math.inf):
+            continue
+        d = side * (mu - bound)
+        if not bool(((d > reach) | ((reach == 0) & (d >= 0))).all()):
             return False
     return True
 

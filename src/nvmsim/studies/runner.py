@@ -58,6 +58,7 @@ def trained_model(run: RunSpec, train_key: str, cache_dir: Path) -> nn.Module:
             return load_checkpoint(path, build=model)[0]
         except CheckpointError:
             pass  # unreadable cache entry (older format, damage): train again and replace it
+    from nvmsim.training import hwa
     from nvmsim.training.software import keras_init, train
 
     t = run.train
@@ -68,10 +69,14 @@ def trained_model(run: RunSpec, train_key: str, cache_dir: Path) -> nn.Module:
     model = build_model(run)  # initial weights from the seed
     if t.init == "keras":
         keras_init(model)
-    train(
-        model, x, y, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer,
-        momentum=t.momentum, seed=seed,
-    )  # fmt: skip
+    recipe = {
+        "epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr, "optimizer": t.optimizer,
+        "momentum": t.momentum, "seed": seed,
+    }  # fmt: skip
+    if t.mode == "hwa":
+        hwa.train(model, t.analog, (x, y), hwa.Recipe(**recipe, **t.hwa.model_dump()))
+    else:
+        train(model, x, y, **recipe)
     arch = {"name": run.source.arch, "kwargs": dict(run.kwargs)}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, path, arch=arch, training=run.train_config())

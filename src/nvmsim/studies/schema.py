@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from nvmsim.config import ConfigError, read_toml, validate
+from nvmsim.config import AnalogConfig, ConfigError, read_toml, validate
+from nvmsim.training.hwa import Injection
 
 # Bounds on what a study file can ask for (each repeat keeps its metrics; a detector width is
 # allocated per repeat): generous for any real study, far below what would exhaust memory.
@@ -41,11 +42,31 @@ class TrainSpec(_Strict):
     init: Literal["torch", "keras"] = "torch"
     # Replicate of the training run: other initial weights and shuffling, the same recipe.
     seed: int = Field(0, ge=0, lt=2**63)
+    # "hwa": train through the analog forward pass of the device in [train.analog]
+    # (nvmsim.training.hwa), with the noise injection in [train.hwa].
+    mode: Literal["standard", "hwa"] = "standard"
+    analog: AnalogConfig | None = None
+    hwa: Injection = Injection()
+
+    @field_validator("analog", mode="before")
+    @classmethod
+    def _device_preset(cls, v: Any) -> Any:
+        if isinstance(v, dict) and isinstance(v.get("device"), str):
+            v = {**v, "device": {"preset": v["device"]}}
+        return v
 
     @model_validator(mode="after")
     def _momentum_needs_optimizer(self) -> TrainSpec:
         if self.momentum and self.optimizer == "adam":
             raise ValueError("momentum applies to optimizer 'sgd' or 'rmsprop', not 'adam'")
+        return self
+
+    @model_validator(mode="after")
+    def _hwa_needs_a_device(self) -> TrainSpec:
+        if self.mode == "hwa" and self.analog is None:
+            raise ValueError("train.mode = 'hwa' needs the training device in [train.analog]")
+        if self.mode == "standard" and (self.analog is not None or self.hwa != Injection()):
+            raise ValueError("train.analog and train.hwa apply only with train.mode = 'hwa'")
         return self
 
 

@@ -47,7 +47,7 @@ class RunSpec(BaseModel):
             "model": self.model,
             "source": self.source.model_dump(),
             "kwargs": dict(self.kwargs),
-            "train": self.train.model_dump(),
+            "train": self.train.model_dump(mode="json"),
             "data": self.data.model_dump(),
             "analog": self.analog.model_dump(mode="json"),
             "scenario": self.scenario.model_dump(),

@@ -102,7 +102,7 @@ def resolve(
         "model": label,
         "source": {"arch": m.arch, "checkpoint": m.checkpoint, "keras": m.keras},
         "kwargs": dict(m.kwargs),
-        "train": m.train.model_dump(),
+        "train": m.train.model_dump(mode="json"),
         "data": spec.data.model_dump(),
         "analog": copy.deepcopy(spec.analog),
         "scenario": spec.scenario.model_dump(),
@@ -134,7 +134,7 @@ def resolve(
         mode="json"
     )
     tree["scenario"] = validate(ScenarioSpec, tree["scenario"], f"{where}: scenario").model_dump()
-    tree["train"] = validate(TrainSpec, tree["train"], f"{where}: train").model_dump()
+    tree["train"] = validate(TrainSpec, tree["train"], f"{where}: train").model_dump(mode="json")
     tree["data"] = validate(DataSpec, tree["data"], f"{where}: data").model_dump()
     return tree
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -30,11 +31,15 @@ def train(
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     patience: int | None = None,
     progress: bool = False,
+    before_batch: Callable[[int], None] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` with cross-entropy; shuffling and noise come from ``seed``.
 
     With ``val`` and ``patience``, stop when validation accuracy has not improved for
-    ``patience`` epochs and restore the best weights.
+    ``patience`` epochs and restore the best weights. ``before_batch(epoch)`` runs before
+    each batch's forward pass and ``after_step()`` after each optimiser step (hardware-aware
+    training programs the chip and clips the weights there).
     """
     if epochs < 0 or batch_size < 1 or lr <= 0:
         raise ValueError(
@@ -55,16 +60,20 @@ def train(
         bar.start()
         task = bar.add_task("training", total=epochs)
     try:
-        for _ in range(epochs):
+        for epoch in range(epochs):
             model.train()
             perm = torch.randperm(len(x), generator=gen)
             total = 0.0
             for i in range(0, len(x), batch_size):
                 idx = perm[i : i + batch_size]
+                if before_batch is not None:
+                    before_batch(epoch)
                 loss = F.cross_entropy(model(x[idx]), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if after_step is not None:
+                    after_step()
                 total += float(loss.detach()) * len(idx)
             result.epochs_run += 1
             result.train_loss.append(total / len(x))

@@ -1,0 +1,147 @@
+"""Hardware-aware training: exact with every non-ideality off, noisy and reproducible with
+them on, and the gradients it uses checked against finite differences."""
+
+import copy
+
+import pytest
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from nvmsim.config import AnalogConfig, validate
+from nvmsim.nn import analog_layers, convert
+from nvmsim.training import hwa
+from nvmsim.training.software import train as train_software
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 5 * 5, 4),
+    ).double()
+
+
+def _data(n: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(n, 1, 5, 5, dtype=torch.float64, generator=g)
+    return x, torch.randint(0, 4, (n,), generator=g)
+
+
+PCM = validate(AnalogConfig, {"device": {"preset": "pcm"}})
+RECIPE = hwa.Recipe(epochs=2, batch_size=8, lr=0.05, optimizer="sgd", seed=5)
+
+
+def test_ideal_hwa_training_equals_torch_training():
+    net, data = _net(), _data()
+    ref = copy.deepcopy(net)
+    trained = hwa.train(net, AnalogConfig(), data, RECIPE)
+    train_software(ref, *data, epochs=2, batch_size=8, lr=0.05, optimizer="sgd", seed=5)
+    assert trained is net and type(net[0]) is nn.Conv2d  # a plain torch model comes back
+    for (name, p), q in zip(ref.named_parameters(), net.parameters(), strict=True):
+        assert torch.allclose(p, q, rtol=0, atol=1e-10), name
+
+
+def test_noisy_training_is_reproducible_and_differs_from_ideal():
+    data = _data()
+    a, b, ideal = (hwa.train(_net(), cfg, data, RECIPE) for cfg in (PCM, PCM, AnalogConfig()))
+    wa, wb, wi = (m[3].weight for m in (a, b, ideal))
+    assert torch.equal(wa, wb)
+    assert not torch.allclose(wa, wi, atol=1e-6)
+    other = hwa.train(_net(), PCM, data, RECIPE.model_copy(update={"seed": 6}))
+    assert not torch.equal(other[3].weight, wa)
+
+
+def test_programming_is_redrawn_per_batch_per_epoch_or_fixed():
+    """Record each layer's programmed weights before every batch of an (lr ~ 0) run."""
+    net = convert(_net(), PCM)
+    seen = []
+    for mode, expect_new in (("batch", [True, True, True]), ("epoch", [False, True, False])):
+        chip = hwa._Chip(net, hwa.Injection(programming=mode), seed=1)
+        draws = []
+        for epoch in (0, 0, 1, 1):
+            chip.program(epoch)
+            draws.append(net[3].tile.w_mean.clone())
+        new = [not torch.equal(p, q) for p, q in zip(draws[:-1], draws[1:], strict=True)]
+        assert new == expect_new, mode
+        seen.append(draws[0])
+    fixed = hwa._Chip(net, hwa.Injection(programming="fixed"), seed=1)
+    fixed.program(0)
+    first = net[3].tile.w_mean.clone()
+    fixed.program(3)
+    assert torch.equal(first, net[3].tile.w_mean)
+
+
+def test_scaling_turns_noise_off_and_harsher():
+    off = hwa.training_config(PCM, hwa.Injection(programming_scale=0, read_scale=0))
+    assert not off.device.programming_error.active and not off.device.read_noise.active
+    x2 = hwa.training_config(PCM, hwa.Injection(read_scale=2.0, programming_scale=3.0))
+    assert x2.device.read_noise.sigma == pytest.approx(2 * PCM.device.read_noise.sigma)
+    got, want = x2.device.programming_error.coeffs, PCM.device.programming_error.coeffs
+    assert got == pytest.approx(tuple(3 * c for c in want))
+    assert x2.device.drift_nu == PCM.device.drift_nu  # untouched
+
+
+def test_drift_to_t_train_and_clipping():
+    net = convert(_net(), PCM)
+    chip = hwa._Chip(net, hwa.Injection(programming="fixed", t_train=3600.0, clip_sigma=1.0), 2)
+    chip.program(0)
+    assert all(layer.tile.time == 3600.0 for layer in analog_layers(net))
+    w = net[3].weight.detach()
+    before = float(w.std())
+    assert float(w.abs().max()) > before  # something to clip
+    chip.clip()
+    assert float(w.abs().max()) == pytest.approx(before)
+
+
+def test_output_noise_only_while_training():
+    net = convert(_net(), AnalogConfig())
+    chip = hwa._Chip(net, hwa.Injection(output_noise=0.1), seed=0)
+    x = _data(4)[0]
+    with torch.no_grad():
+        net.eval()
+        clean = net(x)
+        net.train()
+        noisy = net(x)
+    chip.close()
+    with torch.no_grad():
+        after = net(x)
+    assert not torch.allclose(noisy, clean) and torch.allclose(after, clean)
+
+
+def test_input_gradient_equals_finite_differences_of_the_deterministic_read():
+    """Programming error fixed, no read noise: the forward is deterministic and smooth in the
+    input, and autograd's input gradient matches central differences."""
+    cfg = validate(AnalogConfig, {"device": {"programming_error": {"sigma": 0.05}}})
+    net = convert(_net(), cfg)
+    x = _data(2)[0].requires_grad_(True)
+    net(x).square().sum().backward()
+    g = x.grad
+    h = 1e-6
+    for idx in [(0, 0, 1, 2), (1, 0, 4, 4), (0, 0, 0, 0)]:
+        xp, xm = x.detach().clone(), x.detach().clone()
+        xp[idx] += h
+        xm[idx] -= h
+        with torch.no_grad():
+            fd = (net(xp).square().sum() - net(xm).square().sum()) / (2 * h)
+        assert float(g[idx]) == pytest.approx(float(fd), rel=1e-6, abs=1e-9)
+
+
+def test_converters_pass_gradients_straight_through():
+    cfg = validate(AnalogConfig, {"converter": {"dac_bits": 4, "adc_bits": 4}})
+    lin = convert(nn.Linear(6, 3).double(), cfg)
+    x = torch.rand(5, 6, dtype=torch.float64, requires_grad=True)
+    out = lin(x)
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0 and lin.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # the forward is still the quantised read
+        assert torch.equal(out, lin(x))
+
+
+def test_recipe_rejects_bad_values():
+    with pytest.raises(ValidationError, match="clip_sigma"):
+        hwa.Recipe(clip_sigma=-1.0)
+    with pytest.raises(ValidationError, match="programming"):
+        hwa.Recipe(programming="sometimes")
