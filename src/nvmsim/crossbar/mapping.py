@@ -10,6 +10,8 @@ Conductances are normalised (``Gmax == 1``). A weight ``w`` in ``[-Wmax, Wmax]``
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -18,13 +20,10 @@ def weight_range(w: torch.Tensor, percentile: float | None = None) -> float:
     a = w.detach().abs().flatten()
     if a.numel() == 0:
         return 1.0
-    if not torch.isfinite(a).all():
+    top = float(a.max())  # NaN and inf propagate: one reduction checks them all
+    if not math.isfinite(top):
         raise ValueError("weights contain NaN or inf")
-    wmax = (
-        float(a.max())
-        if percentile is None
-        else float(torch.quantile(a.double(), percentile / 100))
-    )
+    wmax = top if percentile is None else float(torch.quantile(a.double(), percentile / 100))
     return wmax if wmax > 0 else 1.0
 
 

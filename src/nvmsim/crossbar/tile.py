@@ -196,7 +196,7 @@ class AnalogTile(nn.Module):
             raise ValueError(f"weight must be 2-D (out, rows), got shape {tuple(w.shape)}")
         if w.shape[0] % self.groups:
             raise ValueError(f"{w.shape[0]} outputs do not split into {self.groups} groups")
-        if not torch.isfinite(w).all():
+        if not all_finite(w):
             raise NonFiniteError("weight contains NaN or inf; cannot program it")
         g_min = dev.g_min
         pe = dev.programming_error

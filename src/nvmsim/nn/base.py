@@ -6,7 +6,7 @@ import torch
 
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar.products import Product
-from nvmsim.crossbar.tile import AnalogTile, NonFiniteError
+from nvmsim.crossbar.tile import AnalogTile, NonFiniteError, all_finite
 
 
 class WeightGradient(torch.autograd.Function):
@@ -84,7 +84,7 @@ class AnalogMixin:
         if generator is None:
             generator = torch.Generator(device=self.weight.device).manual_seed(self.seed)
         w = self._matrix()
-        if not torch.isfinite(w).all():
+        if not all_finite(w):
             raise NonFiniteError(f"{type(self).__name__}: weights contain NaN or inf")
         self.tile.program(w, generator)
         self._programmed_version = self._version()

@@ -65,6 +65,8 @@ LABELS: dict[str, tuple[str, Any]] = {
     "train.seed": ("training seed", ""),
     "train.batch_size": ("batch size", ""),
     "train.init": ("weight initialisation", ""),
+    "train.mode": ("training (standard / hardware-aware)", ""),
+    "train.device": ("training device (hardware-aware)", ""),
     "train.train_subset": ("training images used", ""),
     "data.test_subset": ("test images used", ""),
     "data.crop": ("input crop", "pixels"),

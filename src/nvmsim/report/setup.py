@@ -13,8 +13,11 @@ from typing import Any
 
 from nvmsim.report.labels import label
 from nvmsim.report.rows import Row, Table, compact, configs_of, distinct, fmt, order
+from nvmsim.training.hwa import Injection
 
-RECIPE = ("epochs", "batch_size", "lr", "optimizer", "momentum", "sigma_neu", "init",
+_INJECTION = Injection().model_dump()
+
+RECIPE = ("mode", "epochs", "batch_size", "lr", "optimizer", "momentum", "sigma_neu", "init",
           "train_subset", "seed")  # fmt: skip
 DATA = ("dataset", "preprocess", "test_subset", "crop", "data_dir")
 SIMULATED = ("analog", "scenario")
@@ -51,18 +54,29 @@ def models_table(rows: list[Row]) -> Table | None:
     if not by_model:
         return None
     head = ["model", "source", "kwargs", *(label(f"train.{k}") for k in RECIPE)]
-    head.append(label("software_accuracy"))
+    head += [label("train.device"), label("software_accuracy")]
     body = []
     for model, members in sorted(by_model.items()):
         configs = [r["config"] for r in members]
         cells = [model, compact([_source(c) for c in configs]),
                  compact([c.get("kwargs", {}) for c in configs])]  # fmt: skip
         cells += [compact([c.get("train", {}).get(k) for c in configs]) for k in RECIPE]
+        cells.append(compact([_train_device(c.get("train", {})) for c in configs]))
         soft = [100 * r["metrics"]["software_accuracy"] for r in members
                 if "software_accuracy" in r["metrics"]]  # fmt: skip
         cells.append(_spread(soft))
         body.append(cells)
     return head, body
+
+
+def _train_device(train: Mapping[str, Any]) -> str:
+    """The device a hardware-aware model was trained on, with its injection if not default."""
+    analog = train.get("analog")
+    if train.get("mode") != "hwa" or not analog:
+        return "—"
+    name = str(analog.get("device", {}).get("name", "custom"))
+    hwa = {k: v for k, v in (train.get("hwa") or {}).items() if v != _INJECTION.get(k)}
+    return name + (f" {hwa}" if hwa else "")
 
 
 def _spread(values: list[float]) -> str:
