@@ -145,3 +145,20 @@ def test_recipe_rejects_bad_values():
         hwa.Recipe(clip_sigma=-1.0)
     with pytest.raises(ValidationError, match="programming"):
         hwa.Recipe(programming="sometimes")
+
+
+@pytest.mark.parametrize("kind", ["additive", "proportional"])
+def test_zero_input_rows_give_finite_gradients(kind):
+    """An all-zero input has zero read variance; sqrt's gradient there is 0 / 0 unless the
+    read defines it (found by an HWA epoch on Fashion-MNIST going NaN)."""
+    cfg = validate(AnalogConfig, {"device": {"read_noise": {"kind": kind, "sigma": 0.05}}})
+    for tile_rows in (256, 4):  # one array, and partial sums of several
+        cfg = cfg.model_copy(update={"crossbar": cfg.crossbar.model_copy(
+            update={"tile_rows": tile_rows})})  # fmt: skip
+        lin = convert(nn.Linear(6, 3).double(), cfg)
+        x = torch.rand(3, 6, dtype=torch.float64)
+        x[1] = 0.0
+        x.requires_grad_(True)
+        lin(x)[[0, 2]].sum().backward()  # no gradient reaches the zero row's outputs
+        assert torch.isfinite(x.grad).all() and torch.isfinite(lin.weight.grad).all()
+        assert (x.grad[0] != 0).any()

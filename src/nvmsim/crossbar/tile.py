@@ -68,6 +68,16 @@ def _table(cfg) -> dict:
     return {}
 
 
+def _std(var: torch.Tensor) -> torch.Tensor:
+    """Square root of a read variance (in place without gradients). With gradients its
+    gradient is 0 where the variance is 0 (an all-zero input patch: the subgradient of a
+    norm at 0), where plain ``sqrt`` would give 0 / 0."""
+    if not var.requires_grad:
+        return var.sqrt_()
+    pos = var > 0
+    return torch.where(pos, torch.where(pos, var, 1.0).sqrt(), 0.0)
+
+
 def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """``q`` in the forward pass, the gradient of ``x`` in the backward pass: the
     straight-through estimator of a converter's rounding (``x`` keeps its saturation)."""
@@ -637,14 +647,14 @@ class AnalogTile(nn.Module):
             s = p.channel_sums(x, squared=True)  # (B, G, *o)
             if self.bias_row:
                 s = s + 1.0
-            std = s.mul_(self.var_const).sqrt_().unsqueeze(2)  # (B, G, 1, *o): all columns
+            std = _std(s.mul_(self.var_const)).unsqueeze(2)  # (B, G, 1, *o): all columns
             yg = y.view(y.shape[0], self.groups, self.cols, *y.shape[2:])
             y = yg.addcmul_(std, self._randn(yg, generator)).view(y.shape)
         else:
             var = p.apply(x2, self._rw_var)
             if self._rb_var is not None:
                 var = var + self._bias_view(self._rb_var)
-            y = y.addcmul_(var.sqrt_(), self._randn(y, generator))
+            y = y.addcmul_(_std(var), self._randn(y, generator))
         if self.ref_var is not None:
             y = y - self._ref_noise(x2, generator)
         return y
@@ -654,7 +664,7 @@ class AnalogTile(nn.Module):
         var = self.product.apply(x2, self._rw_ref)  # (B, G*n_ca, *o)
         if self._rb_ref is not None:
             var = var + self._bias_view(self._rb_ref)
-        noise_ = var.sqrt_().mul_(self._randn(var, generator))
+        noise_ = _std(var).mul_(self._randn(var, generator))
         b, sp = noise_.shape[0], noise_.shape[2:]
         noise_ = noise_.view(b, self.groups, self.col_blocks, *sp)
         return self.expand_ref(noise_, dim=2).reshape(b, self.out_features, *sp)
@@ -758,10 +768,10 @@ class AnalogTile(nn.Module):
                     self._block_mm(xs2, self.ref_var[g], s, ke, ref[:, g, j], bias_here)
         if not noisy:
             return out
-        std = var.mul_(self.var_const).sqrt_() if const else var.sqrt_()
+        std = _std(var.mul_(self.var_const) if const else var)
         out.addcmul_(std, self._randn(out, generator))
         if ref is not None:
-            ref = ref.sqrt_().mul_(self._randn(ref, generator))
+            ref = _std(ref).mul_(self._randn(ref, generator))
             out -= self.expand_ref(ref, dim=3)
         return out
 
@@ -810,12 +820,12 @@ class AnalogTile(nn.Module):
                 has_bias = torch.zeros(nb, dtype=s.dtype, device=s.device)
                 has_bias[-1] = 1.0
                 s = s + has_bias.view(1, 1, nb, 1, *([1] * p.dims))
-            std = s.mul_(self.var_const).sqrt_()  # (B, G, nb, 1, *o): all columns
+            std = _std(s.mul_(self.var_const))  # (B, G, nb, 1, *o): all columns
         else:
-            std = partial(c["var"], x2, self.cols).sqrt_()
+            std = _std(partial(c["var"], x2, self.cols))
         y = y.addcmul_(std, self._randn(y, generator))
         if self.ref_var is not None:
-            rs = partial(c["ref"], x2, self.col_blocks).sqrt_()
+            rs = _std(partial(c["ref"], x2, self.col_blocks))
             rs = rs.mul_(self._randn(rs, generator))
             y = y - self.expand_ref(rs, dim=3)
         return y
