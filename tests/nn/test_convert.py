@@ -18,6 +18,8 @@ from nvmsim.nn import (
     register,
 )
 from nvmsim.nn.base import AnalogMixin
+from nvmsim.nn.owned import OwnedMatrix
+from nvmsim.nn.recurrent import AnalogLSTM
 
 NOISY = validate(AnalogConfig, {"device": "reram"})
 
@@ -48,19 +50,18 @@ def restore_map():
 
 def test_unconverted_modules_are_named_in_a_warning():
     model = Mixed()
-    with pytest.warns(
-        UserWarning, match=r"2 module\(s\) with parameters stay digital: lstm, attn$"
-    ):
+    with pytest.warns(UserWarning, match=r"1 module\(s\) with parameters stay digital: attn$"):
         analog = convert(model, NOISY)
     assert isinstance(analog.conv, AnalogConv1d) and isinstance(analog.head, AnalogLinear)
-    assert type(analog.lstm) is nn.LSTM and type(analog.norm) is nn.LayerNorm
+    assert type(analog.lstm) is AnalogLSTM and type(analog.norm) is nn.LayerNorm
     # MHA reads out_proj.weight functionally: its subtree is never converted
     assert type(analog.attn) is nn.MultiheadAttention
     out_proj = analog.attn.out_proj
     assert isinstance(out_proj, nn.Linear) and not isinstance(out_proj, AnalogMixin)
     assert type(out_proj) is type(model.attn.out_proj)
     assert type(out_proj).__name__ == "NonDynamicallyQuantizableLinear"
-    assert [type(m) for m in analog_layers(analog)] == [AnalogConv1d, AnalogLinear]
+    kinds = [type(m) for m in analog_layers(analog)]
+    assert kinds == [AnalogConv1d, OwnedMatrix, OwnedMatrix, AnalogLinear]
     x = torch.randn(2, 5, 8)
     with torch.no_grad():
         assert torch.equal(analog.attn(x, x, x)[0], model.attn(x, x, x)[0])
@@ -69,7 +70,7 @@ def test_unconverted_modules_are_named_in_a_warning():
 
 
 def test_on_unconverted_error_and_ignore():
-    with pytest.raises(UnconvertedError, match="stay digital: lstm, attn"):
+    with pytest.raises(UnconvertedError, match="stay digital: attn$"):
         convert(Mixed(), on_unconverted="error")
     assert issubclass(UnconvertedError, ValueError)
     with warnings.catch_warnings():

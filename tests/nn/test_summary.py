@@ -35,7 +35,7 @@ def _converted(**crossbar):
     cfg = validate(AnalogConfig, {"crossbar": {"tile_rows": 256, "tile_cols": 256, **crossbar}})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the LSTM stays digital
-        return nvmsim.convert(Net().eval(), cfg)
+        return nvmsim.convert(Net().eval(), cfg, exclude=["lstm"])
 
 
 def _rows(s):
@@ -114,6 +114,22 @@ def test_str_names_every_layer():
     assert "64 x 1x1" in text  # groups x (row x column arrays)
     assert lines[-1] == s.footer()
     assert "69 arrays" in lines[-1] and "% of" in lines[-1]
+
+
+def test_an_analog_lstm_is_its_matrices():
+    cfg = validate(AnalogConfig, {"crossbar": {"tile_rows": 16}})
+    model = nvmsim.convert(nn.Sequential(nn.LSTM(32, 16, proj_size=8)), cfg)
+    b, t = 2, 5
+    s = summary(model, torch.zeros(t, b, 32))
+    rows = _rows(s)
+    assert list(rows) == ["0.ih_l0", "0.hh_l0", "0.hr_l0"]
+    assert rows["0.ih_l0"].shape == (64, 32) and rows["0.ih_l0"].arrays == (1, 2, 1)
+    assert rows["0.hh_l0"].shape == (64, 8) and rows["0.hr_l0"].shape == (8, 16)
+    # every step reads each matrix once per sequence
+    assert {k: r.macs for k, r in rows.items()} == {
+        "0.ih_l0": b * t * 64 * 32, "0.hh_l0": b * t * 64 * 8, "0.hr_l0": b * t * 8 * 16,
+    }  # fmt: skip
+    assert s.analog_share == 1.0
 
 
 def test_digital_model_has_no_analog_share():

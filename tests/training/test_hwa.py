@@ -81,7 +81,10 @@ def test_scaling_turns_noise_off_and_harsher():
     assert x2.device.read_noise.sigma == pytest.approx(2 * PCM.device.read_noise.sigma)
     got, want = x2.device.programming_error.coeffs, PCM.device.programming_error.coeffs
     assert got == pytest.approx(tuple(3 * c for c in want))
-    assert x2.device.drift_nu == PCM.device.drift_nu  # untouched
+    assert x2.device.drift_nu == 0  # reads at t = 0 need no drift exponents
+    drifting = hwa.training_config(PCM, hwa.Injection(t_train=60.0))
+    assert drifting.device.drift_nu == PCM.device.drift_nu
+    assert drifting.device.programming_error == PCM.device.programming_error  # untouched
 
 
 def test_drift_to_t_train_and_clipping():

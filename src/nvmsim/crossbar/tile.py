@@ -68,14 +68,25 @@ def _table(cfg) -> dict:
     return {}
 
 
+class _Sqrt(torch.autograd.Function):
+    """``sqrt`` whose gradient is 0 where the value is 0 (a read variance of an all-zero
+    input patch: the subgradient of a norm at 0), where plain ``sqrt`` gives 0 / 0."""
+
+    @staticmethod
+    def forward(ctx, v):  # noqa: D102
+        out = v.sqrt()
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        (out,) = ctx.saved_tensors
+        return torch.where(out > 0, g / (2 * out), 0.0)
+
+
 def _std(var: torch.Tensor) -> torch.Tensor:
-    """Square root of a read variance (in place without gradients). With gradients its
-    gradient is 0 where the variance is 0 (an all-zero input patch: the subgradient of a
-    norm at 0), where plain ``sqrt`` would give 0 / 0."""
-    if not var.requires_grad:
-        return var.sqrt_()
-    pos = var > 0
-    return torch.where(pos, torch.where(pos, var, 1.0).sqrt(), 0.0)
+    """Square root of a read variance: in place without gradients, else :class:`_Sqrt`."""
+    return _Sqrt.apply(var) if var.requires_grad else var.sqrt_()
 
 
 def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from nvmsim.crossbar.tile import NonFiniteError, all_finite
 from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.conv import AnalogConv1d, AnalogConv2d, AnalogConv3d
 from nvmsim.nn.linear import AnalogLinear
+from nvmsim.nn.recurrent import AnalogGRU, AnalogLSTM, AnalogRNN
 from nvmsim.seeds import spawn_seeds
 
 CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
@@ -34,6 +35,9 @@ CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv1d: AnalogConv1d,
     nn.Conv2d: AnalogConv2d,
     nn.Conv3d: AnalogConv3d,
+    nn.RNN: AnalogRNN,
+    nn.LSTM: AnalogLSTM,
+    nn.GRU: AnalogGRU,
 }
 
 #: Modules whose forward reads their children's parameters directly: never descended into.
@@ -55,11 +59,15 @@ class UnconvertedError(ValueError):
 def register(torch_type: type[nn.Module], analog_type: type[nn.Module]) -> None:
     """Convert ``torch_type`` (and its subclasses) into ``analog_type`` from now on.
 
-    ``analog_type`` must be an analog layer with ``from_torch(module, config, seed)``.
+    ``analog_type`` must be a module class with ``from_torch(module, config, seed)``.
     """
     if not (isinstance(torch_type, type) and issubclass(torch_type, nn.Module)):
         raise TypeError(f"torch_type must be an nn.Module class, got {torch_type!r}")
-    if not (isinstance(analog_type, type) and issubclass(analog_type, AnalogMixin)):
+    if not (
+        isinstance(analog_type, type)
+        and issubclass(analog_type, nn.Module)
+        and callable(getattr(analog_type, "from_torch", None))
+    ):
         raise TypeError(f"analog_type must be an analog layer class, got {analog_type!r}")
     CONVERSION_MAP[torch_type] = analog_type
 
@@ -86,7 +94,7 @@ def _plan(model: nn.Module, exclude: tuple) -> tuple[list[tuple[str, nn.Module, 
     targets, digital = [], []
 
     def visit(name: str, m: nn.Module) -> None:
-        if isinstance(m, AnalogMixin):
+        if isinstance(m, (AnalogMixin, *CONVERSION_MAP.values())):
             return
         if _excluded(name, m, exclude):
             return
@@ -165,7 +173,9 @@ def convert(
         except ValueError as err:
             cls = NonFiniteError if isinstance(err, NonFiniteError) else ValueError
             raise cls(f"layer {label!r}: {err}") from None
-        analog.tile.name = label
+        for sub, layer in analog.named_modules():
+            if isinstance(layer, AnalogMixin):
+                layer.tile.name = f"{label}.{sub}" if sub else label
         if name == "":
             return analog
         parent_name, _, child = name.rpartition(".")

@@ -16,6 +16,8 @@ from torch import nn
 
 from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.convert import DIGITAL_BY_DESIGN
+from nvmsim.nn.owned import OwnedMatrix
+from nvmsim.nn.recurrent import AnalogRecurrent
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def _analog_row(name: str, m: AnalogMixin, macs: int) -> LayerRow:
 
 def _weight_macs(m: nn.Module) -> int:
     """MACs of one read (one output position): the layer's weight count without bias."""
+    if isinstance(m, OwnedMatrix):
+        return m.weight.numel()
     return sum(p.numel() for n, p in m.named_parameters(recurse=False) if "bias" not in n)
 
 
@@ -117,7 +121,7 @@ def _arg(args: tuple, kwargs: dict, i: int, name: str):
 def _counted_macs(m: nn.Module, args: tuple, kwargs: dict, output) -> int:
     """MACs of one forward call from its input and output sizes."""
     y = output[0] if isinstance(output, tuple) else output
-    if isinstance(m, nn.Linear | nn.modules.conv._ConvNd):
+    if isinstance(m, nn.Linear | nn.modules.conv._ConvNd | OwnedMatrix):
         rows = m.weight[0].numel()  # in/groups * prod(kernel)
         return y.numel() * rows
     if isinstance(m, nn.RNNBase):
@@ -137,10 +141,15 @@ def _counted_macs(m: nn.Module, args: tuple, kwargs: dict, output) -> int:
 
 
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Analog layers and digital modules that own parameters (not inside an analog layer)."""
+    """Analog layers and digital modules that own parameters (not inside an analog layer);
+    an analog recurrent layer is its matrices."""
     out = []
 
     def visit(name: str, m: nn.Module) -> None:
+        if isinstance(m, AnalogRecurrent):
+            for key, a in m.arrays.items():
+                out.append((f"{name}.{key}" if name else key, a))
+            return
         if isinstance(m, AnalogMixin) or isinstance(m, nn.MultiheadAttention | nn.RNNBase):
             out.append((name, m))
             return

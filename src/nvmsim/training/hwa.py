@@ -70,7 +70,8 @@ def _scaled(values: tuple[float, ...], s: float) -> tuple[float, ...]:
 
 def training_config(config: AnalogConfig, injection: Injection) -> AnalogConfig:
     """``config`` with programming error and read noise (Gaussian and 1/f) scaled as the
-    injection asks; every other setting as it is."""
+    injection asks, and without drift exponents to draw when ``t_train`` is 0 (a read at
+    t = 0 does not depend on them); every other setting as it is."""
     dev: DeviceConfig = config.device
     pe, rn, fl = dev.programming_error, dev.read_noise, dev.flicker_noise
     ps, rs = injection.programming_scale, injection.read_scale
@@ -84,13 +85,14 @@ def training_config(config: AnalogConfig, injection: Injection) -> AnalogConfig:
             }
         )
 
-    device = dev.model_copy(
-        update={
-            "programming_error": noise(pe, ps),
-            "read_noise": noise(rn, rs),
-            "flicker_noise": fl.model_copy(update={"k": fl.k * rs**2}),  # std ~ sqrt(k)
-        }
-    )
+    update = {
+        "programming_error": noise(pe, ps),
+        "read_noise": noise(rn, rs),
+        "flicker_noise": fl.model_copy(update={"k": fl.k * rs**2}),  # std ~ sqrt(k)
+    }
+    if injection.t_train == 0:  # reads at t = 0 do not depend on the drift exponents
+        update |= {"drift_nu": 0.0, "drift_nu_std": 0.0}
+    device = dev.model_copy(update=update)
     return config.model_copy(update={"device": device})
 
 

@@ -1,0 +1,78 @@
+"""``OwnedMatrix``: one crossbar matrix whose weights are parameters of another module.
+
+A recurrent layer keeps torch's parameters (``weight_ih_l0``, ``bias_hh_l0``, ...) and
+``state_dict`` keys, but programs several matrices (per layer, direction and part). Each is an
+``OwnedMatrix``: an analog layer (:class:`AnalogMixin`: tile, seeds, read-noise generator,
+reprogramming when the weights change) that reads its weight and bias from its owner's
+parameters by name, so nothing is stored twice and every helper that walks analog layers
+(``program``, ``drift_to``, chip files, ``summary``) sees it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nvmsim.config import AnalogConfig
+from nvmsim.crossbar.products import Product
+from nvmsim.nn.base import AnalogMixin
+
+
+class OwnedMatrix(AnalogMixin, nn.Module):
+    """The dense matrix ``owner.<weight>`` (out, in) plus ``sum(owner.<bias>)`` on a crossbar.
+
+    The owner is held outside the module tree (no cycle in ``modules()``; ``deepcopy`` maps it
+    to the copy's owner). The owner must call :meth:`follow_owner` after it moves or casts its
+    parameters (torch moves children before a module's own parameters).
+    """
+
+    def __init__(
+        self,
+        owner: nn.Module,
+        weight: str,
+        biases: tuple[str, ...] = (),
+        config: AnalogConfig | None = None,
+        seed: int | None = None,
+    ) -> None:
+        nn.Module.__init__(self)
+        self.__dict__["_owner"] = owner
+        self.weight_name, self.bias_names = weight, tuple(biases)
+        self._init_analog(config, seed, Product())
+
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]
+        return getattr(self._owner, self.weight_name)
+
+    @property
+    def bias(self) -> torch.Tensor | None:  # type: ignore[override]
+        bs = [getattr(self._owner, n) for n in self.bias_names]
+        return None if not bs else bs[0] if len(bs) == 1 else sum(bs[1:], bs[0])
+
+    def _version(self) -> tuple[int, ...]:
+        names = (self.weight_name, *self.bias_names)
+        return tuple(getattr(self._owner, n)._version for n in names)
+
+    def wants_grad(self) -> bool:
+        names = (self.weight_name, *self.bias_names)
+        return any(getattr(self._owner, n).requires_grad for n in names)
+
+    def follow_owner(self, was_current: bool) -> None:
+        """After the owner moved or cast its parameters: the generator follows their device,
+        and a chip that was current stays programmed."""
+        if self.generator.device != self.weight.device:
+            self.generator = torch.Generator(device=self.weight.device).manual_seed(self.seed + 1)
+        if was_current:
+            self._programmed_version = self._version()
+
+    def is_current(self) -> bool:
+        return self._programmed_version == self._version()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One read of every row of ``x`` (``(N, in)``): ``(N, out)``, fresh noise per row."""
+        self._ensure_programmed()
+        return self._read(x)
+
+    def extra_repr(self) -> str:
+        w = self.weight
+        bias = "+".join(self.bias_names) or "none"
+        return f"{self.weight_name} {tuple(w.shape)}, bias={bias}, device={self.config.device.name}"

@@ -1,0 +1,214 @@
+"""``AnalogRNN``, ``AnalogLSTM``, ``AnalogGRU``: torch's recurrent layers on crossbars.
+
+Same signatures, parameters and ``state_dict`` keys as :class:`torch.nn.RNN`, ``LSTM`` and
+``GRU`` (``num_layers``, ``bidirectional``, ``batch_first``, ``dropout``, ``bias``,
+``nonlinearity``, LSTM's ``proj_size``). Each layer and direction programs its input matrix
+``W_ih`` (with ``b_ih``), its recurrent matrix ``W_hh`` (with ``b_hh``) and, for a projected
+LSTM, ``W_hr``, each on its own arrays (:class:`OwnedMatrix`). Every time step is a fresh read:
+the input matrix is read for all steps at once (each step of each sequence is its own read,
+with its own noise, DAC and ADC), the recurrent matrix once per step on the previous hidden
+state. The gate arithmetic (sigmoid, tanh, products) is digital.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from nvmsim.config import AnalogConfig
+from nvmsim.nn.owned import OwnedMatrix
+from nvmsim.seeds import spawn_seeds
+
+
+class AnalogRecurrent:
+    """Shared forward of the analog recurrent layers (a mixin over torch's ``RNNBase``); its
+    matrices are ``arrays[<part>_l<layer>[_reverse]]`` with part ``ih``, ``hh`` or ``hr``."""
+
+    mode: str
+    num_layers: int
+    bidirectional: bool
+    batch_first: bool
+    dropout: float
+    bias: bool
+    hidden_size: int
+    proj_size: int
+    input_size: int
+
+    def _setup(self, config: AnalogConfig | None, seed: int | None) -> None:
+        config = config or AnalogConfig()
+        self.config = config
+        self.seed = config.seed if seed is None else int(seed)
+        dirs = 2 if self.bidirectional else 1
+        parts = ("ih", "hh", "hr") if self.proj_size > 0 else ("ih", "hh")
+        seeds = iter(spawn_seeds(self.seed, self.num_layers * dirs * len(parts)))
+        arrays = {}
+        for layer in range(self.num_layers):
+            for d in range(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                for part in parts:
+                    biases = (f"bias_{part}{sfx}",) if self.bias and part != "hr" else ()
+                    arrays[f"{part}{sfx}"] = OwnedMatrix(
+                        self, f"weight_{part}{sfx}", biases, config, next(seeds)
+                    )
+        self.arrays = nn.ModuleDict(arrays)
+
+    def program(self, generator: torch.Generator | None = None):
+        """Program every matrix (a new device instance with ``generator``); returns ``self``."""
+        for a in self.arrays.values():
+            a.program(generator)
+        return self
+
+    def _apply(self, fn, recurse: bool = True):
+        current = [a.is_current() for a in self.arrays.values()]
+        super()._apply(fn, recurse)  # type: ignore[misc]
+        for a, was in zip(self.arrays.values(), current, strict=True):
+            a.follow_owner(was)
+        return self
+
+    def _step(self, gi: torch.Tensor, h: torch.Tensor, c, hh: OwnedMatrix, hr):
+        """One time step from the input part ``gi`` of the gates: new ``(h, c)``."""
+        gh = hh(h)
+        if self.mode == "LSTM":
+            i, f, g, o = (gi + gh).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            return (h if hr is None else hr(h)), c
+        if self.mode == "GRU":
+            ir, iz, in_ = gi.chunk(3, 1)
+            hr_, hz, hn = gh.chunk(3, 1)
+            r, z = torch.sigmoid(ir + hr_), torch.sigmoid(iz + hz)
+            n = torch.tanh(in_ + r * hn)
+            return (1 - z) * n + z * h, c
+        act = torch.tanh if self.mode == "RNN_TANH" else torch.relu
+        return act(gi + gh), c
+
+    def _direction(self, x, h, c, sfx: str, reverse: bool):
+        """Run one direction of one layer over ``x`` (T, B, in): outputs (T, B, H_out)."""
+        t_len, b = x.shape[:2]
+        gi = self.arrays[f"ih{sfx}"](x.reshape(t_len * b, -1)).view(t_len, b, -1)
+        hh = self.arrays[f"hh{sfx}"]
+        hr = self.arrays[f"hr{sfx}"] if self.proj_size > 0 else None
+        outs = [None] * t_len
+        for t in reversed(range(t_len)) if reverse else range(t_len):
+            h, c = self._step(gi[t], h, c, hh, hr)
+            outs[t] = h
+        return torch.stack(outs), h, c
+
+    def forward(self, input, hx=None):  # noqa: A002 (torch's name)
+        if isinstance(input, PackedSequence):
+            raise TypeError(
+                f"{type(self).__name__} does not take packed sequences; pass a padded tensor"
+            )
+        batched = input.dim() == 3
+        if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{type(self).__name__} expects (seq, batch, {self.input_size}) "
+                f"(batch first if batch_first) or (seq, {self.input_size}), "
+                f"got {tuple(input.shape)}"
+            )
+        x = input if batched else input.unsqueeze(1)
+        if batched and self.batch_first:
+            x = x.transpose(0, 1)
+        dirs = 2 if self.bidirectional else 1
+        h_out = self.proj_size if self.proj_size > 0 else self.hidden_size
+        h0, c0 = self._initial_state(hx, x, batched, dirs, h_out)
+        hn, cn = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(dirs):
+                k = layer * dirs + d
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                c = None if c0 is None else c0[k]
+                o, h, c = self._direction(x, h0[k], c, sfx, reverse=bool(d))
+                outs.append(o)
+                hn.append(h)
+                cn.append(c)
+            x = outs[0] if dirs == 1 else torch.cat(outs, dim=2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        out = x.transpose(0, 1) if self.batch_first else x
+        h_n = torch.stack(hn)
+        state = (h_n, torch.stack(cn)) if self.mode == "LSTM" else h_n
+        if not batched:
+            out = out.squeeze(1)
+            state = (
+                tuple(s.squeeze(1) for s in state)
+                if isinstance(state, tuple)
+                else (state.squeeze(1))
+            )
+        return out, state
+
+    def _initial_state(self, hx, x, batched: bool, dirs: int, h_out: int):
+        """``(h0, c0)`` as (layers * dirs, B, .) tensors; zeros when ``hx`` is ``None``."""
+        n, b = self.num_layers * dirs, x.shape[1]
+        kw = {"dtype": x.dtype, "device": x.device}
+        if hx is None:
+            h0 = torch.zeros(n, b, h_out, **kw)
+            c0 = torch.zeros(n, b, self.hidden_size, **kw) if self.mode == "LSTM" else None
+            return h0, c0
+        if self.mode == "LSTM":
+            if not (isinstance(hx, tuple) and len(hx) == 2):
+                raise ValueError("AnalogLSTM expects hx = (h0, c0)")
+            h0, c0 = hx
+        else:
+            h0, c0 = hx, None
+        if not batched:
+            h0 = h0.unsqueeze(1)
+            c0 = None if c0 is None else c0.unsqueeze(1)
+        if tuple(h0.shape) != (n, b, h_out):
+            raise ValueError(f"h0 must have shape {(n, b, h_out)}, got {tuple(h0.shape)}")
+        if c0 is not None and tuple(c0.shape) != (n, b, self.hidden_size):
+            raise ValueError(
+                f"c0 must have shape {(n, b, self.hidden_size)}, got {tuple(c0.shape)}"
+            )
+        return h0, c0
+
+    @classmethod
+    def from_torch(cls, layer, config: AnalogConfig | None = None, seed: int | None = None):
+        """Analog copy of a torch recurrent layer (same arguments, weights, device, dtype)."""
+        p = next(layer.parameters())
+        kw = {
+            "num_layers": layer.num_layers, "bias": layer.bias, "batch_first": layer.batch_first,
+            "dropout": layer.dropout, "bidirectional": layer.bidirectional,
+        }  # fmt: skip
+        if isinstance(layer, nn.RNN):
+            kw["nonlinearity"] = layer.nonlinearity
+        if isinstance(layer, nn.LSTM):
+            kw["proj_size"] = layer.proj_size
+        new = cls(layer.input_size, layer.hidden_size, **kw, device=p.device, dtype=p.dtype,
+                  config=config, seed=seed)  # fmt: skip
+        new.load_state_dict(layer.state_dict())
+        new.train(layer.training)
+        return new.program()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", device={self.config.device.name}"  # type: ignore[misc]
+
+
+class AnalogRNN(AnalogRecurrent, nn.RNN):
+    """:class:`torch.nn.RNN` (tanh or relu) on crossbars; ``config`` and ``seed`` added."""
+
+    def __init__(self, *args, config: AnalogConfig | None = None, seed: int | None = None,
+                 **kwargs) -> None:  # fmt: skip
+        nn.RNN.__init__(self, *args, **kwargs)
+        self._setup(config, seed)
+
+
+class AnalogLSTM(AnalogRecurrent, nn.LSTM):
+    """:class:`torch.nn.LSTM` (``proj_size`` too) on crossbars; ``config`` and ``seed`` added."""
+
+    def __init__(self, *args, config: AnalogConfig | None = None, seed: int | None = None,
+                 **kwargs) -> None:  # fmt: skip
+        nn.LSTM.__init__(self, *args, **kwargs)
+        self._setup(config, seed)
+
+
+class AnalogGRU(AnalogRecurrent, nn.GRU):
+    """:class:`torch.nn.GRU` on crossbars; ``config`` and ``seed`` added."""
+
+    def __init__(self, *args, config: AnalogConfig | None = None, seed: int | None = None,
+                 **kwargs) -> None:  # fmt: skip
+        nn.GRU.__init__(self, *args, **kwargs)
+        self._setup(config, seed)
