@@ -132,6 +132,22 @@ def test_input_gradient_equals_finite_differences_of_the_deterministic_read():
         assert float(g[idx]) == pytest.approx(float(fd), rel=1e-6, abs=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["additive", "proportional"])
+def test_input_gradient_under_read_noise_is_that_of_the_expected_read(kind):
+    device = {"programming_error": {"sigma": 0.05}, "read_noise": {"kind": kind, "sigma": 0.1}}
+    lin = convert(nn.Linear(6, 3).double(), validate(AnalogConfig, {"device": device}))
+    x = torch.rand(4, 6, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(4, 3, dtype=torch.float64)
+    (lin(x) * c).sum().backward()
+    mean_w = lin.tile._rw_mean  # E[W] of this instance, as the product reads it
+    torch.testing.assert_close(x.grad, c @ mean_w, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # central differences of the expected read
+        e = torch.zeros_like(x)
+        e[1, 2] = 1e-6
+        fd = ((((x + e) @ mean_w.T) * c).sum() - (((x - e) @ mean_w.T) * c).sum()) / 2e-6
+    assert float(x.grad[1, 2]) == pytest.approx(float(fd), rel=1e-6)
+
+
 def test_converters_pass_gradients_straight_through():
     cfg = validate(AnalogConfig, {"converter": {"dac_bits": 4, "adc_bits": 4}})
     lin = convert(nn.Linear(6, 3).double(), cfg)

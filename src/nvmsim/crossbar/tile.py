@@ -58,6 +58,15 @@ CHUNK_ELEMENTS = 1 << 20
 
 _CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 
+#: Read state derived from ``STATE`` (and scalars): plain attributes, recomputed after every
+#: move, set without ``nn.Module.__setattr__``'s bookkeeping (hardware-aware training sets
+#: them for every layer at every step).
+_DERIVED = frozenset({
+    "g", "g_ref", "_bounds", "_bounds_ref", "noisy", "compensation", "w_mean", "w_var",
+    "var_const", "ref_var", "_rw_mean", "_rb_mean", "_rw_var", "_rb_var", "_rw_ref", "_rb_ref",
+    "_blocks_cache", "time", "wmax", "scale", "cols", "rows", "cal0", "programmed",
+})  # fmt: skip
+
 
 def _table(cfg) -> dict:
     """Keyword arguments of a conductance-dependent noise (table / polynomial)."""
@@ -66,27 +75,6 @@ def _table(cfg) -> dict:
     if cfg.kind == "polynomial":
         return {"coeffs": cfg.coeffs}
     return {}
-
-
-class _Sqrt(torch.autograd.Function):
-    """``sqrt`` whose gradient is 0 where the value is 0 (a read variance of an all-zero
-    input patch: the subgradient of a norm at 0), where plain ``sqrt`` gives 0 / 0."""
-
-    @staticmethod
-    def forward(ctx, v):  # noqa: D102
-        out = v.sqrt()
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):  # noqa: D102
-        (out,) = ctx.saved_tensors
-        return torch.where(out > 0, g / (2 * out), 0.0)
-
-
-def _std(var: torch.Tensor) -> torch.Tensor:
-    """Square root of a read variance: in place without gradients, else :class:`_Sqrt`."""
-    return _Sqrt.apply(var) if var.requires_grad else var.sqrt_()
 
 
 def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -161,6 +149,12 @@ class AnalogTile(nn.Module):
         for name in STATE:
             self.register_buffer(name, None, persistent=False)
         self._blocks_cache: dict | None = None
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _DERIVED:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -567,6 +561,10 @@ class AnalogTile(nn.Module):
         Every output (every position of a convolution) is one read of the arrays with fresh
         noise. ``apply_dac=False`` is for callers that quantised the inputs already. A
         non-finite output of finite inputs raises :class:`NonFiniteError`.
+
+        Gradients: ``x`` gets the gradient of the expected read (the programmed, drifted mean
+        weights); the read noise is a sample and carries none (aihwkit's ideal backward pass;
+        its mean over draws is zero). DAC and ADC rounding is straight-through.
         """
         self._require_programmed()
         n_in = self.kernel_rows * self.groups // self.product.unit
@@ -653,19 +651,20 @@ class AnalogTile(nn.Module):
             y = y + self._bias_view(self._rb_mean)
         if not self.noisy:
             return y
+        x = x.detach()  # the noise is a sample: no gradient (see :meth:`read`)
         x2 = None if self.var_const is not None and self.ref_var is None else x.square()
         if self.var_const is not None:  # Var[W] constant: a channel sum of x**2
             s = p.channel_sums(x, squared=True)  # (B, G, *o)
             if self.bias_row:
                 s = s + 1.0
-            std = _std(s.mul_(self.var_const)).unsqueeze(2)  # (B, G, 1, *o): all columns
+            std = s.mul_(self.var_const).sqrt_().unsqueeze(2)  # (B, G, 1, *o): all columns
             yg = y.view(y.shape[0], self.groups, self.cols, *y.shape[2:])
             y = yg.addcmul_(std, self._randn(yg, generator)).view(y.shape)
         else:
             var = p.apply(x2, self._rw_var)
             if self._rb_var is not None:
                 var = var + self._bias_view(self._rb_var)
-            y = y.addcmul_(_std(var), self._randn(y, generator))
+            y = y.addcmul_(var.sqrt_(), self._randn(y, generator))
         if self.ref_var is not None:
             y = y - self._ref_noise(x2, generator)
         return y
@@ -675,7 +674,7 @@ class AnalogTile(nn.Module):
         var = self.product.apply(x2, self._rw_ref)  # (B, G*n_ca, *o)
         if self._rb_ref is not None:
             var = var + self._bias_view(self._rb_ref)
-        noise_ = _std(var).mul_(self._randn(var, generator))
+        noise_ = var.sqrt_().mul_(self._randn(var, generator))
         b, sp = noise_.shape[0], noise_.shape[2:]
         noise_ = noise_.view(b, self.groups, self.col_blocks, *sp)
         return self.expand_ref(noise_, dim=2).reshape(b, self.out_features, *sp)
@@ -766,6 +765,7 @@ class AnalogTile(nn.Module):
                 self._block_mm(xs, self.w_mean[g], s, ke, out[:, g, j], bias_here)
                 if not noisy:
                     continue
+                xs = xs.detach()  # the noise is a sample: no gradient
                 xs2 = xs.square() if (not const or ref is not None) and ke > s else xs
                 if const:
                     sq = torch.linalg.vector_norm(xs, dim=1).square_() if ke > s else None
@@ -779,10 +779,10 @@ class AnalogTile(nn.Module):
                     self._block_mm(xs2, self.ref_var[g], s, ke, ref[:, g, j], bias_here)
         if not noisy:
             return out
-        std = _std(var.mul_(self.var_const) if const else var)
+        std = (var.mul_(self.var_const) if const else var).sqrt_()
         out.addcmul_(std, self._randn(out, generator))
         if ref is not None:
-            ref = _std(ref).mul_(self._randn(ref, generator))
+            ref = ref.sqrt_().mul_(self._randn(ref, generator))
             out -= self.expand_ref(ref, dim=3)
         return out
 
@@ -822,6 +822,7 @@ class AnalogTile(nn.Module):
         y = partial(c["mean"], xb, self.cols)
         if not self.noisy:
             return y
+        xb = xb.detach()  # the noise is a sample: no gradient
         const = self.var_const is not None and c["aligned"]
         x2 = None if const and self.ref_var is None else xb.square()
         if const:
@@ -831,12 +832,12 @@ class AnalogTile(nn.Module):
                 has_bias = torch.zeros(nb, dtype=s.dtype, device=s.device)
                 has_bias[-1] = 1.0
                 s = s + has_bias.view(1, 1, nb, 1, *([1] * p.dims))
-            std = _std(s.mul_(self.var_const))  # (B, G, nb, 1, *o): all columns
+            std = s.mul_(self.var_const).sqrt_()  # (B, G, nb, 1, *o): all columns
         else:
-            std = _std(partial(c["var"], x2, self.cols))
+            std = partial(c["var"], x2, self.cols).sqrt_()
         y = y.addcmul_(std, self._randn(y, generator))
         if self.ref_var is not None:
-            rs = _std(partial(c["ref"], x2, self.col_blocks))
+            rs = partial(c["ref"], x2, self.col_blocks).sqrt_()
             rs = rs.mul_(self._randn(rs, generator))
             y = y - self.expand_ref(rs, dim=3)
         return y

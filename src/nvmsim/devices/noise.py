@@ -50,10 +50,11 @@ def polynomial_std(g: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
     """Std ``max(0, sum_k coeffs[k] * g**k)`` (aihwkit's PCM programming-noise form)."""
     if not coeffs:
         raise ValueError("a polynomial needs at least one coefficient")
-    out = torch.zeros_like(g)
-    for c in reversed(list(coeffs)):  # Horner
-        out = out * g + c
-    return out.clamp_min(0.0)
+    *rest, last = coeffs
+    out = torch.full_like(g, last)
+    for c in reversed(rest):  # Horner, in place
+        out.mul_(g).add_(c)
+    return out.clamp_min_(0.0)
 
 
 def noise_std(
@@ -220,14 +221,14 @@ _FAR = 12.0  # Phi(-12) ~ 2e-33: a bound this many stds away changes nothing in 
 
 
 def _all_far(mu: torch.Tensor, std: torch.Tensor, lo: Bound, hi: Bound) -> bool:
-    """Every bound is more than ``_FAR`` stds away (or, for a device without noise, not
-    crossed): the moments are the Gaussian's own."""
+    """Every bound is at least ``_FAR`` stds away (for a device without noise: not crossed):
+    the moments are the Gaussian's own."""
     reach = _FAR * std
     for bound, side in ((lo, 1.0), (hi, -1.0)):
         if not _is_tensor_or_finite(bound, -side * math.inf):
             continue
-        d = side * (mu - bound)
-        if not bool(((d > reach) | ((reach == 0) & (d >= 0))).all()):
+        gap = mu - bound if side > 0 else bound - mu
+        if not bool((gap >= reach).all()):
             return False
     return True
 
