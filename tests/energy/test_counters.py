@@ -100,6 +100,18 @@ def test_rnn_core_read_t_times():
     assert (out.rows, out.cols, out.reads, out.cell_reads, out.activations) == (6, 10, 1, 120, 0)
 
 
+def test_analog_lstm_reads_its_matrices_every_step():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(5, 3, batch_first=True)
+    analog = nvmsim.convert(lstm, cfg())
+    c = count_ops(analog, torch.rand(2, 7, 5))  # 2 sequences of 7 steps
+    ih, hh = c["arrays.ih_l0"], c["arrays.hh_l0"]
+    assert (ih.rows, ih.cols, hh.rows, hh.cols) == (5, 12, 3, 12)
+    assert (ih.calls, ih.reads) == (1, 7) and (hh.calls, hh.reads) == (7, 7)  # per sequence
+    assert ih.macs == 7 * 5 * 12 and hh.cell_reads == 7 * 3 * 12 * 2
+    assert c.batch == 2
+
+
 def test_paper_rnn_t7_counts():
     c = count_ops(MosaicsRNN(t=7), torch.zeros(1, 1, 28, 28))
     assert c["core"].reads == 7 and (c["core"].rows, c["core"].cols) == (400, 288)

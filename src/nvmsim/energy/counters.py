@@ -1,8 +1,10 @@
 """Operation counters: what one inference reads, drives, converts and activates, per layer.
 
-Forward hooks on every ``nn.Linear`` / ``nn.Conv2d`` (analog or not) and on every activation
-module record what the crossbars behind them do while the model runs; the layer classes are
-not touched. A plain torch layer is counted as if mapped with ``config`` (default:
+Forward hooks on every ``nn.Linear`` / ``nn.Conv2d`` (analog or not), on every matrix of an
+analog recurrent layer (each read once per time step) and on every activation module record
+what the crossbars behind them do while the model runs; the layer classes are not touched.
+Gates of recurrent layers are digital functions, not counted as activations. A plain torch
+layer is counted as if mapped with ``config`` (default:
 ``AnalogConfig()``, 256 x 256 arrays, differential pairs, digital bias); an analog layer uses
 its own ``.config``. All counts are **per input sample**.
 
@@ -48,6 +50,7 @@ from torch import nn
 from nvmsim.config import AnalogConfig
 from nvmsim.nn.activations import BoundedReLU, NoisyActivation
 from nvmsim.nn.base import AnalogMixin
+from nvmsim.nn.owned import OwnedMatrix
 
 ConvMapping = Literal["im2col", "unrolled", "toeplitz"]
 CONV_MAPPINGS: tuple[str, ...] = ("im2col", "unrolled", "toeplitz")
@@ -195,13 +198,17 @@ def _common(cfg: AnalogConfig) -> dict[str, int]:
     }
 
 
-def _linear_geometry(layer: nn.Linear, x: torch.Tensor, cfg: AnalogConfig) -> _Geometry:
-    vectors = x.numel() // layer.in_features
+def _linear_geometry(
+    layer: nn.Linear | OwnedMatrix, x: torch.Tensor, cfg: AnalogConfig
+) -> _Geometry:
+    """A dense read: a linear layer, or one matrix of a recurrent layer (read once per step)."""
+    cols, in_features = layer.weight.shape
+    vectors = x.numel() // in_features
     ab = _analog_bias(layer, cfg)
-    rows, cols = layer.in_features + ab, layer.out_features
+    rows = in_features + ab
     return _Geometry(
         kind="linear", mapping="dense", rows=rows, cols=cols, copies=1,
-        reads_per_copy=vectors, macs_per_read=layer.in_features * cols,
+        reads_per_copy=vectors, macs_per_read=in_features * cols,
         weights_per_copy=rows * cols, **_common(cfg),
     )  # fmt: skip
 
@@ -325,7 +332,7 @@ class OpCounter:
                     skip.add(module)
         for module, name in names.items():
             label = name or type(module).__name__
-            if isinstance(module, nn.Linear | nn.Conv2d):
+            if isinstance(module, nn.Linear | nn.Conv2d | OwnedMatrix):
                 self._handles.append(module.register_forward_hook(self._layer_hook(label)))
             elif isinstance(module, ACTIVATIONS + (NoisyActivation,)) and module not in skip:
                 self._handles.append(module.register_forward_hook(self._act_hook))
