@@ -11,6 +11,7 @@ from nvmsim.models.paper000 import MosaicsRNN, cnn000, mlp, mlp128, mlp300
 from nvmsim.models.paper003 import cifar_cnn, fc_tanh
 from nvmsim.models.paper004 import mlp528
 from nvmsim.models.resnet import ResNet, resnet18
+from nvmsim.models.sequence import RowClassifier, gru_rows, lstm_rows
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
@@ -23,6 +24,8 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "mlp528": mlp528,
     "resnet18": resnet18,
     "mobilenet": mobilenet,
+    "lstm_rows": lstm_rows,
+    "gru_rows": gru_rows,
 }
 
 #: Input shape of one example (without batch) for the registry's default arguments.
@@ -36,6 +39,8 @@ INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "mlp528": (528,),
     "resnet18": (3, 32, 32),
     "mobilenet": (3, 32, 32),
+    "lstm_rows": (1, 28, 28),
+    "gru_rows": (1, 28, 28),
 }
 
 
@@ -56,11 +61,14 @@ __all__ = [
     "MobileNet",
     "MosaicsRNN",
     "ResNet",
+    "RowClassifier",
     "build",
     "cifar_cnn",
     "cnn000",
     "count_parameters",
     "fc_tanh",
+    "gru_rows",
+    "lstm_rows",
     "mlp",
     "mlp128",
     "mlp300",
