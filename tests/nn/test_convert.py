@@ -17,6 +17,7 @@ from nvmsim.nn import (
     convert,
     register,
 )
+from nvmsim.nn.attention import AnalogMultiheadAttention
 from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.owned import OwnedMatrix
 from nvmsim.nn.recurrent import AnalogLSTM
@@ -49,29 +50,32 @@ def restore_map():
 
 
 def test_unconverted_modules_are_named_in_a_warning():
-    model = Mixed()
-    with pytest.warns(UserWarning, match=r"1 module\(s\) with parameters stay digital: attn$"):
+    model = nn.Sequential(Mixed(), nn.TransformerEncoderLayer(3, 1, 6))
+    with pytest.warns(UserWarning, match=r"1 module\(s\) with parameters stay digital: 1$"):
         analog = convert(model, NOISY)
-    assert isinstance(analog.conv, AnalogConv1d) and isinstance(analog.head, AnalogLinear)
-    assert type(analog.lstm) is AnalogLSTM and type(analog.norm) is nn.LayerNorm
-    # MHA reads out_proj.weight functionally: its subtree is never converted
-    assert type(analog.attn) is nn.MultiheadAttention
-    out_proj = analog.attn.out_proj
+    mixed = analog[0]
+    assert isinstance(mixed.conv, AnalogConv1d) and isinstance(mixed.head, AnalogLinear)
+    assert type(mixed.lstm) is AnalogLSTM and type(mixed.norm) is nn.LayerNorm
+    # attention is converted whole: its projections are its own arrays, out_proj stays a
+    # plain (bypassed) Linear holding the parameters
+    assert type(mixed.attn) is AnalogMultiheadAttention
+    out_proj = mixed.attn.out_proj
     assert isinstance(out_proj, nn.Linear) and not isinstance(out_proj, AnalogMixin)
-    assert type(out_proj) is type(model.attn.out_proj)
-    assert type(out_proj).__name__ == "NonDynamicallyQuantizableLinear"
-    kinds = [type(m) for m in analog_layers(analog)]
-    assert kinds == [AnalogConv1d, OwnedMatrix, OwnedMatrix, AnalogLinear]
+    # the encoder layer's fast path reads its children's weights: never descended into
+    assert type(analog[1]) is nn.TransformerEncoderLayer
+    assert type(analog[1].self_attn) is nn.MultiheadAttention
+    kinds = [type(m) for m in analog_layers(mixed)]
+    assert kinds == [AnalogConv1d, OwnedMatrix, OwnedMatrix, *[OwnedMatrix] * 4, AnalogLinear]
     x = torch.randn(2, 5, 8)
     with torch.no_grad():
-        assert torch.equal(analog.attn(x, x, x)[0], model.attn(x, x, x)[0])
-        y = analog(torch.randn(2, 4, 5))
+        assert not torch.allclose(mixed.attn(x, x, x)[0], model[0].attn(x, x, x)[0])
+        y = mixed(torch.randn(2, 4, 5))
     assert y.shape == (2, 3)
 
 
 def test_on_unconverted_error_and_ignore():
-    with pytest.raises(UnconvertedError, match="stay digital: attn$"):
-        convert(Mixed(), on_unconverted="error")
+    with pytest.raises(UnconvertedError, match="stay digital: 0$"):
+        convert(nn.Sequential(nn.TransformerEncoderLayer(4, 1, 8)), on_unconverted="error")
     assert issubclass(UnconvertedError, ValueError)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -1,14 +1,14 @@
 """``convert()``: an analog copy of any module tree, by a conversion map; helpers that act on
 all analog layers.
 
-The map sends torch layer types to analog ones (``Linear``, ``Conv1d/2d/3d`` by default;
-:func:`register` adds more). Lookup follows the module's class hierarchy, so subclasses of a
-mapped type convert too, except inside modules that read their children's weights
-functionally (``nn.MultiheadAttention`` reads ``out_proj.weight`` in its forward; the fast
-path of ``nn.TransformerEncoderLayer`` reads its linears' weights): their subtrees are never
-converted, because an analog layer there would be bypassed. Every module with parameters that
-stays digital is reported (``on_unconverted``), except normalisation layers, which are digital
-periphery by design.
+The map sends torch layer types to analog ones (``Linear``, ``Conv1d/2d/3d``, ``RNN``,
+``LSTM``, ``GRU``, ``MultiheadAttention`` by default; :func:`register` adds more). Lookup
+follows the module's class hierarchy, so subclasses of a mapped type convert too. Modules that
+read their children's weights functionally are never descended into: ``nn.MultiheadAttention``
+converts whole (its projections become its own arrays; ``out_proj`` stays a plain holder of
+the parameters), and ``nn.TransformerEncoderLayer``, whose fast path reads its linears'
+weights, stays digital. Every module with parameters that stays digital is reported
+(``on_unconverted``), except normalisation layers, which are digital periphery by design.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import nn
 
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar.tile import NonFiniteError, all_finite
+from nvmsim.nn.attention import AnalogMultiheadAttention
 from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.conv import AnalogConv1d, AnalogConv2d, AnalogConv3d
 from nvmsim.nn.linear import AnalogLinear
@@ -38,9 +39,11 @@ CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
     nn.RNN: AnalogRNN,
     nn.LSTM: AnalogLSTM,
     nn.GRU: AnalogGRU,
+    nn.MultiheadAttention: AnalogMultiheadAttention,
 }
 
-#: Modules whose forward reads their children's parameters directly: never descended into.
+#: Modules whose forward reads their children's parameters directly: never descended into
+#: (converted whole where the map has them: attention's projections become its own arrays).
 FUNCTIONAL_OWNERS: list[type[nn.Module]] = [nn.MultiheadAttention, nn.TransformerEncoderLayer]
 
 #: Digital periphery by design: never reported as unconverted.
@@ -99,7 +102,7 @@ def _plan(model: nn.Module, exclude: tuple) -> tuple[list[tuple[str, nn.Module, 
         if _excluded(name, m, exclude):
             return
         kind = _analog_type(m)
-        if kind is not None and not isinstance(m, tuple(FUNCTIONAL_OWNERS)):
+        if kind is not None:
             targets.append((name, m, kind))
             return
         if isinstance(m, tuple(FUNCTIONAL_OWNERS)):

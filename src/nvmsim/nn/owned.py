@@ -33,28 +33,32 @@ class OwnedMatrix(AnalogMixin, nn.Module):
         biases: tuple[str, ...] = (),
         config: AnalogConfig | None = None,
         seed: int | None = None,
+        rows: tuple[int, int] | None = None,
+        bias_rows: tuple[int, int] | None = None,
     ) -> None:
         nn.Module.__init__(self)
         self.__dict__["_owner"] = owner
         self.weight_name, self.bias_names = weight, tuple(biases)
+        # slices [start, stop) of the owner's output rows (None: all of them)
+        self.out_rows, self.bias_rows = rows, bias_rows if bias_rows is not None else rows
         self._init_analog(config, seed, Product())
+
+    def _param(self, name: str, rows: tuple[int, int] | None) -> torch.Tensor:
+        p = self._owner.get_parameter(name)
+        return p if rows is None else p[rows[0] : rows[1]]
 
     @property
     def weight(self) -> torch.Tensor:  # type: ignore[override]
-        return getattr(self._owner, self.weight_name)
+        return self._param(self.weight_name, self.out_rows)
 
     @property
     def bias(self) -> torch.Tensor | None:  # type: ignore[override]
-        bs = [getattr(self._owner, n) for n in self.bias_names]
+        bs = [self._param(n, self.bias_rows) for n in self.bias_names]
         return None if not bs else bs[0] if len(bs) == 1 else sum(bs[1:], bs[0])
 
     def _version(self) -> tuple[int, ...]:
         names = (self.weight_name, *self.bias_names)
-        return tuple(getattr(self._owner, n)._version for n in names)
-
-    def wants_grad(self) -> bool:
-        names = (self.weight_name, *self.bias_names)
-        return any(getattr(self._owner, n).requires_grad for n in names)
+        return tuple(self._owner.get_parameter(n)._version for n in names)
 
     def follow_owner(self, was_current: bool) -> None:
         """After the owner moved or cast its parameters: the generator follows their device,
@@ -76,3 +80,27 @@ class OwnedMatrix(AnalogMixin, nn.Module):
         w = self.weight
         bias = "+".join(self.bias_names) or "none"
         return f"{self.weight_name} {tuple(w.shape)}, bias={bias}, device={self.config.device.name}"
+
+
+class OwnedArrays:
+    """Mixin of a torch module whose matrices are :class:`OwnedMatrix` ``arrays`` (a
+    ``ModuleDict``): programming, moves and casts for all of them."""
+
+    arrays: nn.ModuleDict
+    config: AnalogConfig
+
+    def program(self, generator: torch.Generator | None = None):
+        """Program every matrix (a new device instance with ``generator``); returns ``self``."""
+        for a in self.arrays.values():
+            a.program(generator)
+        return self
+
+    def _apply(self, fn, recurse: bool = True):
+        current = [a.is_current() for a in self.arrays.values()]
+        super()._apply(fn, recurse)  # type: ignore[misc]
+        for a, was in zip(self.arrays.values(), current, strict=True):
+            a.follow_owner(was)
+        return self
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", device={self.config.device.name}"  # type: ignore[misc]

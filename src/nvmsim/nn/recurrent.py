@@ -18,11 +18,11 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from nvmsim.config import AnalogConfig
-from nvmsim.nn.owned import OwnedMatrix
+from nvmsim.nn.owned import OwnedArrays, OwnedMatrix
 from nvmsim.seeds import spawn_seeds
 
 
-class AnalogRecurrent:
+class AnalogRecurrent(OwnedArrays):
     """Shared forward of the analog recurrent layers (a mixin over torch's ``RNNBase``); its
     matrices are ``arrays[<part>_l<layer>[_reverse]]`` with part ``ih``, ``hh`` or ``hr``."""
 
@@ -53,19 +53,6 @@ class AnalogRecurrent:
                         self, f"weight_{part}{sfx}", biases, config, next(seeds)
                     )
         self.arrays = nn.ModuleDict(arrays)
-
-    def program(self, generator: torch.Generator | None = None):
-        """Program every matrix (a new device instance with ``generator``); returns ``self``."""
-        for a in self.arrays.values():
-            a.program(generator)
-        return self
-
-    def _apply(self, fn, recurse: bool = True):
-        current = [a.is_current() for a in self.arrays.values()]
-        super()._apply(fn, recurse)  # type: ignore[misc]
-        for a, was in zip(self.arrays.values(), current, strict=True):
-            a.follow_owner(was)
-        return self
 
     def _step(self, gi: torch.Tensor, h: torch.Tensor, c, hh: OwnedMatrix, hr):
         """One time step from the input part ``gi`` of the gates: new ``(h, c)``."""
@@ -182,9 +169,6 @@ class AnalogRecurrent:
         new.load_state_dict(layer.state_dict())
         new.train(layer.training)
         return new.program()
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", device={self.config.device.name}"  # type: ignore[misc]
 
 
 class AnalogRNN(AnalogRecurrent, nn.RNN):

@@ -16,8 +16,7 @@ from torch import nn
 
 from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.convert import DIGITAL_BY_DESIGN
-from nvmsim.nn.owned import OwnedMatrix
-from nvmsim.nn.recurrent import AnalogRecurrent
+from nvmsim.nn.owned import OwnedArrays, OwnedMatrix
 
 
 @dataclass(frozen=True)
@@ -136,19 +135,23 @@ def _counted_macs(m: nn.Module, args: tuple, kwargs: dict, output) -> int:
         tq, tk = q.numel() // e, k.numel() // k.shape[-1]
         batch = 1 if q.dim() == 2 else q.shape[0 if m.batch_first else 1]
         proj = tq * e * e * 2 + tk * e * (m.kdim + m.vdim)  # q, out; k, v
-        return proj + 2 * tq * (tk // batch) * e  # Q K^T and A V
+        products = 2 * tq * (tk // batch) * e  # Q K^T and A V
+        return products if isinstance(m, OwnedArrays) else proj + products
     return 0
 
 
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Analog layers and digital modules that own parameters (not inside an analog layer);
-    an analog recurrent layer is its matrices."""
+    an analog recurrent or attention layer is its matrices (and attention's digital
+    products)."""
     out = []
 
     def visit(name: str, m: nn.Module) -> None:
-        if isinstance(m, AnalogRecurrent):
+        if isinstance(m, OwnedArrays):
             for key, a in m.arrays.items():
                 out.append((f"{name}.{key}" if name else key, a))
+            if isinstance(m, nn.MultiheadAttention):  # activation x activation: digital
+                out.append((f"{name}.products" if name else "products", m))
             return
         if isinstance(m, AnalogMixin) or isinstance(m, nn.MultiheadAttention | nn.RNNBase):
             out.append((name, m))
@@ -184,8 +187,8 @@ def summary(model: nn.Module, example: torch.Tensor | tuple | None = None) -> Su
         finally:
             for h in handles:
                 h.remove()
-    else:
-        macs = {name: _weight_macs(m) for name, m in layers}
+    else:  # one read each; attention's products have no weights
+        macs = {name: 0 if isinstance(m, OwnedArrays) else _weight_macs(m) for name, m in layers}
     rows = []
     for name, m in layers:
         label = name or type(m).__name__
@@ -193,6 +196,9 @@ def summary(model: nn.Module, example: torch.Tensor | tuple | None = None) -> Su
             rows.append(_analog_row(label, m, macs[name]))
             continue
         if isinstance(m, DIGITAL_BY_DESIGN):
+            continue
+        if isinstance(m, OwnedArrays):  # an analog attention layer's Q K^T and A V
+            rows.append(LayerRow(label, "Q K^T, A V", False, (), None, 0, 0, macs[name]))
             continue
         w = getattr(m, "weight", None)
         shape = tuple(w.shape) if isinstance(w, torch.Tensor) else (_weight_macs(m),)

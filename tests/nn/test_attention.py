@@ -1,0 +1,117 @@
+"""Analog multi-head attention: torch's results with ideal devices, noisy projections."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from nvmsim.config import AnalogConfig, validate
+from nvmsim.nn import analog_layers, convert
+from nvmsim.nn.attention import AnalogMultiheadAttention
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    heads=st.sampled_from([1, 2]),
+    head_dim=st.integers(1, 4),
+    kdim=st.sampled_from([None, 3]),
+    bias=st.booleans(),
+    bias_kv=st.booleans(),
+    zero_attn=st.booleans(),
+    first=st.booleans(),
+    lq=st.integers(1, 4),
+    lk=st.integers(1, 4),
+    masks=st.sampled_from(["none", "padding", "causal", "float"]),
+    self_attn=st.booleans(),
+    batched=st.booleans(),
+)
+def test_ideal_attention_equals_torch(
+    heads, head_dim, kdim, bias, bias_kv, zero_attn, first, lq, lk, masks, self_attn, batched
+):
+    e, b = heads * head_dim, 2
+    torch.manual_seed(0)
+    ref = nn.MultiheadAttention(e, heads, bias=bias, add_bias_kv=bias_kv, add_zero_attn=zero_attn,
+                                kdim=kdim, vdim=kdim, batch_first=first).double()  # fmt: skip
+    ref.eval()
+    analog = convert(ref, AnalogConfig())
+    assert type(analog) is AnalogMultiheadAttention
+    assert analog.state_dict().keys() == ref.state_dict().keys()
+    kd = kdim or e
+    if self_attn and kdim is None:
+        lk = lq
+
+    def seq(length, dim):
+        shape = (b, length, dim) if first else (length, b, dim)
+        return torch.randn(shape if batched else (length, dim), dtype=torch.float64)
+
+    q = seq(lq, e)
+    k = q if self_attn and kdim is None else seq(lk, kd)
+    v = k if self_attn and kdim is None else seq(lk, kd)
+    kw = {}
+    if masks == "padding" and batched:
+        pad = torch.zeros(b, lk, dtype=torch.bool)
+        pad[0, -1] = lk > 1
+        kw["key_padding_mask"] = pad
+    elif masks == "causal" and lq == lk:
+        kw["attn_mask"] = nn.Transformer.generate_square_subsequent_mask(lq, dtype=torch.float64)
+    elif masks == "float":
+        kw["attn_mask"] = torch.randn(lq, lk, dtype=torch.float64)
+    if bias_kv or zero_attn:
+        kw.pop("attn_mask", None)
+        kw.pop("key_padding_mask", None)
+    want, want_w = ref(q, k, v, **kw)
+    got, got_w = analog(q, k, v, **kw)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(got_w, want_w, rtol=1e-5, atol=1e-9)
+
+
+def test_noisy_projections_change_the_output_and_train():
+    """The MHA regression: converted attention under noise must not give the digital output."""
+    torch.manual_seed(0)
+    ref = nn.MultiheadAttention(8, 2, batch_first=True)
+    cfg = validate(AnalogConfig, {"device": {"read_noise": {"kind": "additive", "sigma": 0.05}}})
+    analog = convert(ref, cfg)
+    assert sorted(analog.arrays) == ["k", "out", "q", "v"]
+    assert len(list(analog_layers(analog))) == 4
+    x = torch.randn(3, 5, 8)
+    got, _ = analog(x, x, x)
+    with torch.no_grad():
+        want, _ = ref(x, x, x)
+    assert not torch.allclose(got, want, atol=1e-4)
+    got.square().sum().backward()
+    assert analog.in_proj_weight.grad.abs().sum() > 0
+    assert analog.out_proj.weight.grad.abs().sum() > 0
+
+
+def test_summary_lists_the_digital_attention_products():
+    from nvmsim.nn import summary
+
+    analog = convert(nn.Sequential(nn.MultiheadAttention(8, 2, batch_first=True)), AnalogConfig())
+    x = torch.zeros(3, 5, 8)
+
+    class Self(nn.Module):
+        def __init__(self, mha):
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, x):
+            return self.mha(x, x, x)[0]
+
+    s = summary(Self(analog[0]), x)
+    rows = {r.name: r for r in s.rows}
+    assert list(rows) == ["mha.q", "mha.k", "mha.v", "mha.out", "mha.products"]
+    assert all(rows[f"mha.{k}"].analog for k in "qkv") and not rows["mha.products"].analog
+    assert rows["mha.q"].macs == 3 * 5 * 8 * 8
+    assert rows["mha.products"].macs == 2 * 3 * 5 * 5 * 8  # Q K^T and A V per sequence
+
+
+def test_encoder_with_attention_converts_its_projections():
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True)
+    model = nn.Sequential(nn.Linear(4, 8), nn.MultiheadAttention(8, 2, batch_first=True))
+    analog = convert(model, AnalogConfig())
+    assert type(analog[1]) is AnalogMultiheadAttention
+    with pytest.warns(UserWarning, match="stay digital: 0"):
+        convert(nn.Sequential(layer), AnalogConfig())
+    with pytest.raises(ValueError, match="last dimension 8"):
+        analog[1](torch.zeros(2, 3, 5), torch.zeros(2, 3, 5), torch.zeros(2, 3, 5))
