@@ -159,7 +159,8 @@ def run_program_benchmarks(width: int = 64, repeats: int = 3) -> list[ProgramRow
 
 
 def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) -> list[BenchRow]:
-    """The issue's reference set: MLP 784-300-10 and 784-128-10, and paper 000's CNN."""
+    """The reference set: MLP 784-300-10 and 784-128-10, paper 000's CNN, and an LSTM
+    (hidden 128) reading the image row by row (28 steps), against torch's own ``nn.LSTM``."""
     torch.manual_seed(seed)
     x = torch.rand(n, 1, 28, 28)
     rows = bench_model("MLP 784-300-10", build("mlp300"), x, INFERENCE_CASES, repeats)
@@ -172,6 +173,11 @@ def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) 
     rows += bench_model(
         "CNN 000 (119,322 params)", build("cnn000"), x, cnn_cases, max(3, repeats // 3)
     )
+    lstm_cases = {k: INFERENCE_CASES[k] for k in list(INFERENCE_CASES)[1:3]}
+    rows += bench_model(
+        "LSTM 128 over 28 rows (torch: nn.LSTM)", build("lstm_rows"), x, lstm_cases,
+        max(3, repeats // 3),
+    )  # fmt: skip
     return rows
 
 
@@ -203,10 +209,10 @@ def _fashion(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
-def run_hwa_benchmark(n: int = 60_000, repeats: int = 3, seed: int = 0) -> TrainRow:
+def run_hwa_benchmark(n: int = 60_000, repeats: int = 3, seed: int = 0) -> list[TrainRow]:
     """One epoch (Adam, batch 128) of paper 000's CNN on ``n`` Fashion-MNIST images, trained
-    hardware-aware on the PCM preset (programming error redrawn per batch, read noise per read,
-    drift exponents) against the same epoch in plain torch."""
+    hardware-aware on the PCM preset (programming error redrawn per batch, read noise per read)
+    against the same epoch in plain torch: with each input-gradient choice."""
     from nvmsim.training import hwa
     from nvmsim.training.software import train
 
@@ -214,14 +220,14 @@ def run_hwa_benchmark(n: int = 60_000, repeats: int = 3, seed: int = 0) -> Train
     torch.manual_seed(seed)
     model = build("cnn000")
     pcm = validate(AnalogConfig, {"device": "pcm"})
-    recipe = hwa.Recipe(epochs=1, batch_size=128, seed=seed)
 
     def plain() -> None:
         train(model, x, y, epochs=1, batch_size=128, seed=seed)
 
-    def analog() -> None:
-        hwa.fit(model, pcm, (x, y), recipe)
-
-    tb, tc = time_interleaved(plain, analog, repeats)
-    case = "CNN 000, PCM preset: prog. error per batch + read noise, Adam, batch 128"
-    return TrainRow(case, n, tc, tb)
+    rows = []
+    for grad, what in (("sample", "sampled-read gradient"), ("expected", "expected-read gradient")):
+        recipe = hwa.Recipe(epochs=1, batch_size=128, seed=seed, noise_gradient=grad)
+        tb, tc = time_interleaved(plain, lambda r=recipe: hwa.fit(model, pcm, (x, y), r), repeats)
+        case = f"CNN 000, PCM preset: prog. error per batch + read noise, {what}, batch 128"
+        rows.append(TrainRow(case, n, tc, tb))
+    return rows

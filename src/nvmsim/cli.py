@@ -196,7 +196,7 @@ def bench(
         from nvmsim.bench import run_hwa_benchmark
 
         n_hwa, rep = (2_000, 1) if quick else (60_000, 3)
-        hwa_rows.append(run_hwa_benchmark(n_hwa, rep).as_dict())
+        hwa_rows += [r.as_dict() for r in run_hwa_benchmark(n_hwa, rep)]
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "inputs": n}
     if as_json:
         out = {

@@ -133,9 +133,32 @@ def test_input_gradient_equals_finite_differences_of_the_deterministic_read():
 
 
 @pytest.mark.parametrize("kind", ["additive", "proportional"])
-def test_input_gradient_under_read_noise_is_that_of_the_expected_read(kind):
+def test_input_gradient_of_the_sampled_read_equals_differences_with_the_same_draws(kind):
     device = {"programming_error": {"sigma": 0.05}, "read_noise": {"kind": kind, "sigma": 0.1}}
     lin = convert(nn.Linear(6, 3).double(), validate(AnalogConfig, {"device": device}))
+    x = torch.rand(4, 6, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(4, 3, dtype=torch.float64)
+
+    def loss(inp):
+        lin.reseed(7)  # the same noise draws every time: a deterministic, smooth function
+        return (lin(inp) * c).sum()
+
+    loss(x).backward()
+    assert not torch.allclose(x.grad, c @ lin.tile._rw_mean)  # the noise term counts
+    h = 1e-6
+    for idx in [(0, 0), (2, 5), (3, 1)]:
+        e = torch.zeros_like(x)
+        e[idx] = h
+        with torch.no_grad():
+            fd = (loss(x + e) - loss(x - e)) / (2 * h)
+        assert float(x.grad[idx]) == pytest.approx(float(fd), rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["additive", "proportional"])
+def test_expected_noise_gradient_is_that_of_the_expected_read(kind):
+    device = {"programming_error": {"sigma": 0.05}, "read_noise": {"kind": kind, "sigma": 0.1}}
+    lin = convert(nn.Linear(6, 3).double(), validate(AnalogConfig, {"device": device}))
+    lin.tile.noise_gradient = "expected"
     x = torch.rand(4, 6, dtype=torch.float64, requires_grad=True)
     c = torch.randn(4, 3, dtype=torch.float64)
     (lin(x) * c).sum().backward()

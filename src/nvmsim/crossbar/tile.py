@@ -35,6 +35,7 @@ Device effects compose in one fixed order (docs/devices.md):
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -75,6 +76,27 @@ def _table(cfg) -> dict:
     if cfg.kind == "polynomial":
         return {"coeffs": cfg.coeffs}
     return {}
+
+
+class _Sqrt(torch.autograd.Function):
+    """``sqrt`` whose gradient is 0 where the value is 0 (a read variance of an all-zero
+    input patch: the subgradient of a norm at 0), where plain ``sqrt`` gives 0 / 0."""
+
+    @staticmethod
+    def forward(ctx, v):  # noqa: D102
+        out = v.sqrt()
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        (out,) = ctx.saved_tensors
+        return torch.where(out > 0, g / (2 * out), 0.0)
+
+
+def _std(var: torch.Tensor) -> torch.Tensor:
+    """Square root of a read variance: in place without gradients, else :class:`_Sqrt`."""
+    return _Sqrt.apply(var) if var.requires_grad else var.sqrt_()
 
 
 def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -149,6 +171,9 @@ class AnalogTile(nn.Module):
         for name in STATE:
             self.register_buffer(name, None, persistent=False)
         self._blocks_cache: dict | None = None
+        # What the input's gradient includes under read noise (a training choice, not chip
+        # state): "sample" (the noise term too) or "expected" (the expected read only).
+        self.noise_gradient: Literal["sample", "expected"] = "sample"
 
     def __setattr__(self, name: str, value) -> None:
         if name in _DERIVED:
@@ -562,9 +587,11 @@ class AnalogTile(nn.Module):
         noise. ``apply_dac=False`` is for callers that quantised the inputs already. A
         non-finite output of finite inputs raises :class:`NonFiniteError`.
 
-        Gradients: ``x`` gets the gradient of the expected read (the programmed, drifted mean
-        weights); the read noise is a sample and carries none (aihwkit's ideal backward pass;
-        its mean over draws is zero). DAC and ADC rounding is straight-through.
+        Gradients: with ``noise_gradient = "sample"`` (the default) ``x`` gets the gradient
+        of this sampled read, noise term included (the reparameterisation gradient: it also
+        teaches a network to lower its own read-noise variance); with ``"expected"`` only
+        that of the expected read (the programmed, drifted mean weights), as aihwkit's ideal
+        backward pass, and faster. DAC and ADC rounding is straight-through.
         """
         self._require_programmed()
         n_in = self.kernel_rows * self.groups // self.product.unit
@@ -640,6 +667,12 @@ class AnalogTile(nn.Module):
     def _bias_view(self, b: torch.Tensor) -> torch.Tensor:
         return b.view(1, -1, *([1] * self.product.dims))
 
+    def _noise_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input the noise term is computed from: ``x`` itself (the gradient of the
+        sampled read, reparameterised: ``noise_gradient = "sample"``) or ``x`` detached (the
+        gradient of the expected read only: ``"expected"``)."""
+        return x if self.noise_gradient == "sample" else x.detach()
+
     def _randn(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
@@ -651,20 +684,20 @@ class AnalogTile(nn.Module):
             y = y + self._bias_view(self._rb_mean)
         if not self.noisy:
             return y
-        x = x.detach()  # the noise is a sample: no gradient (see :meth:`read`)
+        x = self._noise_input(x)
         x2 = None if self.var_const is not None and self.ref_var is None else x.square()
         if self.var_const is not None:  # Var[W] constant: a channel sum of x**2
             s = p.channel_sums(x, squared=True)  # (B, G, *o)
             if self.bias_row:
                 s = s + 1.0
-            std = s.mul_(self.var_const).sqrt_().unsqueeze(2)  # (B, G, 1, *o): all columns
+            std = _std(s.mul_(self.var_const)).unsqueeze(2)  # (B, G, 1, *o): all columns
             yg = y.view(y.shape[0], self.groups, self.cols, *y.shape[2:])
             y = yg.addcmul_(std, self._randn(yg, generator)).view(y.shape)
         else:
             var = p.apply(x2, self._rw_var)
             if self._rb_var is not None:
                 var = var + self._bias_view(self._rb_var)
-            y = y.addcmul_(var.sqrt_(), self._randn(y, generator))
+            y = y.addcmul_(_std(var), self._randn(y, generator))
         if self.ref_var is not None:
             y = y - self._ref_noise(x2, generator)
         return y
@@ -674,7 +707,7 @@ class AnalogTile(nn.Module):
         var = self.product.apply(x2, self._rw_ref)  # (B, G*n_ca, *o)
         if self._rb_ref is not None:
             var = var + self._bias_view(self._rb_ref)
-        noise_ = var.sqrt_().mul_(self._randn(var, generator))
+        noise_ = _std(var).mul_(self._randn(var, generator))
         b, sp = noise_.shape[0], noise_.shape[2:]
         noise_ = noise_.view(b, self.groups, self.col_blocks, *sp)
         return self.expand_ref(noise_, dim=2).reshape(b, self.out_features, *sp)
@@ -765,7 +798,7 @@ class AnalogTile(nn.Module):
                 self._block_mm(xs, self.w_mean[g], s, ke, out[:, g, j], bias_here)
                 if not noisy:
                     continue
-                xs = xs.detach()  # the noise is a sample: no gradient
+                xs = self._noise_input(xs)
                 xs2 = xs.square() if (not const or ref is not None) and ke > s else xs
                 if const:
                     sq = torch.linalg.vector_norm(xs, dim=1).square_() if ke > s else None
@@ -779,10 +812,10 @@ class AnalogTile(nn.Module):
                     self._block_mm(xs2, self.ref_var[g], s, ke, ref[:, g, j], bias_here)
         if not noisy:
             return out
-        std = (var.mul_(self.var_const) if const else var).sqrt_()
+        std = _std(var.mul_(self.var_const) if const else var)
         out.addcmul_(std, self._randn(out, generator))
         if ref is not None:
-            ref = ref.sqrt_().mul_(self._randn(ref, generator))
+            ref = _std(ref).mul_(self._randn(ref, generator))
             out -= self.expand_ref(ref, dim=3)
         return out
 
@@ -822,7 +855,7 @@ class AnalogTile(nn.Module):
         y = partial(c["mean"], xb, self.cols)
         if not self.noisy:
             return y
-        xb = xb.detach()  # the noise is a sample: no gradient
+        xb = self._noise_input(xb)
         const = self.var_const is not None and c["aligned"]
         x2 = None if const and self.ref_var is None else xb.square()
         if const:
@@ -832,12 +865,12 @@ class AnalogTile(nn.Module):
                 has_bias = torch.zeros(nb, dtype=s.dtype, device=s.device)
                 has_bias[-1] = 1.0
                 s = s + has_bias.view(1, 1, nb, 1, *([1] * p.dims))
-            std = s.mul_(self.var_const).sqrt_()  # (B, G, nb, 1, *o): all columns
+            std = _std(s.mul_(self.var_const))  # (B, G, nb, 1, *o): all columns
         else:
-            std = partial(c["var"], x2, self.cols).sqrt_()
+            std = _std(partial(c["var"], x2, self.cols))
         y = y.addcmul_(std, self._randn(y, generator))
         if self.ref_var is not None:
-            rs = partial(c["ref"], x2, self.col_blocks).sqrt_()
+            rs = _std(partial(c["ref"], x2, self.col_blocks))
             rs = rs.mul_(self._randn(rs, generator))
             y = y - self.expand_ref(rs, dim=3)
         return y

@@ -40,6 +40,9 @@ class Injection(BaseModel):
     ``clip_sigma``: after every step clip each analog layer's weights to ``clip_sigma`` of
     their standard deviation (aihwkit's ``WeightClipType.LAYER_GAUSSIAN``; Joshi et al. use
     2.5 to 3.5), which keeps a few large weights from setting the conductance range.
+    ``noise_gradient``: the input gradient of a noisy read is that of the sampled read, noise
+    term included (``"sample"``), or of the expected read only (``"expected"``, aihwkit's
+    ideal backward: a faster backward pass, and lower accuracy in docs/results.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,6 +53,7 @@ class Injection(BaseModel):
     t_train: float = Field(0.0, ge=0.0, **_FINITE)
     output_noise: float = Field(0.0, ge=0.0, **_FINITE)
     clip_sigma: float | None = Field(None, gt=0.0, **_FINITE)
+    noise_gradient: Literal["sample", "expected"] = "sample"
 
 
 class Recipe(Injection):
@@ -107,6 +111,7 @@ class _Chip:
         self.streams = [self._generator(layer, s) for layer, s in pairs]
         for i, layer in enumerate(self.layers):
             layer.reseed(derive_seed("hwa-read", seed, i))
+            layer.tile.noise_gradient = injection.noise_gradient
         self.out_gen: torch.Generator | None = None
         self.hooks = []
         if injection.output_noise > 0:
