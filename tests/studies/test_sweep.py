@@ -105,3 +105,13 @@ def test_run_ids_ignore_settings_spelled_out_at_their_defaults(write_study):
     assert [r.run_id for r in a] == [r.run_id for r in b]
     c = expand(load_study(write_study(extra="[scenario]\ndrift_time = 5.0\n", name="a"))[0])
     assert {r.run_id for r in a}.isdisjoint(r.run_id for r in c)
+
+
+def test_seed_tree_of_a_standard_run_has_no_hardware_aware_keys(write_study):
+    """Seeds are hashed from RunSpec.tree(): settings added for hardware-aware training must
+    not enter the tree of a standard run, or every stored result's seeds would move."""
+    run = expand(load_study(write_study(sweep="sigma_syn = [0.1]"))[0])[0]
+    assert set(run.spec.tree()["train"]) == {
+        "epochs", "batch_size", "lr", "optimizer", "momentum", "sigma_neu", "train_subset",
+        "init", "seed",
+    }  # fmt: skip

@@ -47,13 +47,26 @@ class RunSpec(BaseModel):
             "model": self.model,
             "source": self.source.model_dump(),
             "kwargs": dict(self.kwargs),
-            "train": self.train.model_dump(mode="json"),
+            "train": self._train_tree(),
             "data": self.data.model_dump(),
             "analog": self.analog.model_dump(mode="json"),
             "scenario": self.scenario.model_dump(),
             "repeats": self.repeats,
             "seed": self.seed,
         }
+
+    def _train_tree(self) -> dict[str, Any]:
+        """The training part of the tree: hardware-aware settings only where they are used,
+        and then without their defaults, so that options added later (at defaults that
+        change nothing) keep every run's seeds."""
+        hwa = {"mode", "analog", "hwa"}
+        tree = self.train.model_dump(mode="json", exclude=hwa)
+        if self.train.mode != "standard":
+            tree["mode"] = self.train.mode
+            for key in ("analog", "hwa"):
+                value = getattr(self.train, key)
+                tree[key] = value.model_dump(mode="json", exclude_defaults=True)
+        return tree
 
     def train_config(self) -> dict[str, Any]:
         """The part of the run that decides the trained weights (hashed: the cache key)."""
