@@ -16,6 +16,18 @@ from nvmsim.config import AnalogConfig
 from nvmsim.studies.schema import DataSpec, ScenarioSpec, TrainSpec
 
 
+def train_tree(train: TrainSpec) -> dict[str, Any]:
+    """The training part of a run's tree: hardware-aware settings only where they are used,
+    and then without their defaults, so that options added later (at defaults that change
+    nothing) keep every run's seeds."""
+    tree = train.model_dump(mode="json", exclude={"mode", "analog", "hwa"})
+    if train.mode != "standard":
+        tree["mode"] = train.mode
+        for key in ("analog", "hwa"):
+            tree[key] = getattr(train, key).model_dump(mode="json", exclude_defaults=True)
+    return tree
+
+
 class SourceSpec(BaseModel):
     """Where a run's network comes from: a registry arch (trained here), or a file."""
 
@@ -47,26 +59,13 @@ class RunSpec(BaseModel):
             "model": self.model,
             "source": self.source.model_dump(),
             "kwargs": dict(self.kwargs),
-            "train": self._train_tree(),
+            "train": train_tree(self.train),
             "data": self.data.model_dump(),
             "analog": self.analog.model_dump(mode="json"),
             "scenario": self.scenario.model_dump(),
             "repeats": self.repeats,
             "seed": self.seed,
         }
-
-    def _train_tree(self) -> dict[str, Any]:
-        """The training part of the tree: hardware-aware settings only where they are used,
-        and then without their defaults, so that options added later (at defaults that
-        change nothing) keep every run's seeds."""
-        hwa = {"mode", "analog", "hwa"}
-        tree = self.train.model_dump(mode="json", exclude=hwa)
-        if self.train.mode != "standard":
-            tree["mode"] = self.train.mode
-            for key in ("analog", "hwa"):
-                value = getattr(self.train, key)
-                tree[key] = value.model_dump(mode="json", exclude_defaults=True)
-        return tree
 
     def train_config(self) -> dict[str, Any]:
         """The part of the run that decides the trained weights (hashed: the cache key)."""

@@ -13,7 +13,7 @@ from nvmsim.config import AnalogConfig, ConfigError, validate
 from nvmsim.data.registry import DATASETS
 from nvmsim.studies.scenarios import scenario_for
 from nvmsim.studies.schema import DataSpec, ScenarioSpec, StudySpec, TrainSpec, axis_paths
-from nvmsim.studies.spec import RunSpec
+from nvmsim.studies.spec import RunSpec, train_tree
 
 
 def canonical(obj: Any) -> str:
@@ -134,7 +134,7 @@ def resolve(
         mode="json"
     )
     tree["scenario"] = validate(ScenarioSpec, tree["scenario"], f"{where}: scenario").model_dump()
-    tree["train"] = validate(TrainSpec, tree["train"], f"{where}: train").model_dump(mode="json")
+    tree["train"] = train_tree(validate(TrainSpec, tree["train"], f"{where}: train"))
     tree["data"] = validate(DataSpec, tree["data"], f"{where}: data").model_dump()
     return tree
 
