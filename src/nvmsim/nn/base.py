@@ -100,8 +100,12 @@ class AnalogMixin:
         """Restart the read-noise stream (programming is unchanged)."""
         self.generator.manual_seed(int(seed))
 
+    def is_current(self) -> bool:
+        """Whether the programmed chip holds the weights as they are now."""
+        return self._programmed_version == self._version()
+
     def _ensure_programmed(self) -> None:
-        if self._programmed_version != self._version() or not self.tile.programmed:
+        if not self.is_current() or not self.tile.programmed:
             self.program()
 
     def _read(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +123,7 @@ class AnalogMixin:
         return None if self.bias is None or self._analog_bias() else self.bias.detach()
 
     def _apply(self, fn, recurse: bool = True):
-        current = self._programmed_version == self._version()
+        current = self.is_current()
         super()._apply(fn, recurse)  # type: ignore[misc]
         if self.generator.device != self.weight.device:
             self.generator = torch.Generator(device=self.weight.device).manual_seed(self.seed + 1)

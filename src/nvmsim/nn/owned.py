@@ -68,9 +68,6 @@ class OwnedMatrix(AnalogMixin, nn.Module):
         if was_current:
             self._programmed_version = self._version()
 
-    def is_current(self) -> bool:
-        return self._programmed_version == self._version()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One read of every row of ``x`` (``(N, in)``): ``(N, out)``, fresh noise per row."""
         self._ensure_programmed()

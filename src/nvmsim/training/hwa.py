@@ -12,7 +12,6 @@ the evaluation device like any other.
 
 from __future__ import annotations
 
-import copy
 from typing import Literal
 
 import torch
@@ -176,7 +175,7 @@ def fit(
     config = training_config(analog_config, recipe).model_copy(
         update={"seed": derive_seed("hwa-chip", recipe.seed) % 2**62}
     )
-    analog = convert(copy.deepcopy(model), config)
+    analog = convert(model, config)  # a programmed copy; model is untouched until the end
     chip = _Chip(analog, recipe, recipe.seed)
     try:
         result = train_software(
