@@ -285,9 +285,9 @@ def test_wrong_bias_shape(tmp_path):
 
 
 def test_unsupported_layer(tmp_path):
-    lstm = kw.layer("LSTM", "lstm", weights=[("kernel", _w(4, 8))], units=2)
+    lstm = kw.layer("ConvLSTM2D", "lstm", weights=[("kernel", _w(4, 8))], filters=2)
     path = kw.write_keras3(tmp_path / "m.keras", [lstm], (3, 4))
-    with pytest.raises(KerasImportError, match=r"m\.keras.*'lstm' \(LSTM\).*not supported"):
+    with pytest.raises(KerasImportError, match=r"m\.keras.*'lstm' \(ConvLSTM2D\).*not supported"):
         load_keras(path)
 
 

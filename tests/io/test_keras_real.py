@@ -11,17 +11,22 @@ import torch
 from nvmsim.io import load_keras
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SEQUENCE_MODELS = ["mosaics", "rnn", "lstm", "gru", "bidir", "conv1d", "separable", "embed"]
+FILES = ["mlp.keras", "cnn.keras", "cnn.h5"] + [
+    f"seq_{m}.{ext}" for m in SEQUENCE_MODELS for ext in ("keras", "h5")
+]
 
 
-@pytest.mark.parametrize("name", ["mlp.keras", "cnn.keras", "cnn.h5"])
+def _inputs(stem: str) -> torch.Tensor:
+    x = torch.from_numpy(np.load(FIXTURES / f"{stem}_x.npy", allow_pickle=False))
+    return x.permute(0, 3, 1, 2) if x.ndim == 4 else x  # Keras NHWC -> torch NCHW
+
+
+@pytest.mark.parametrize("name", FILES)
 def test_real_keras_files_reproduce_keras_predict(name):
     stem = name.split(".")[0]
-    x = np.load(FIXTURES / f"{stem}_x.npy", allow_pickle=False)
     want = np.load(FIXTURES / f"{stem}_y.npy", allow_pickle=False)
     model = load_keras(FIXTURES / name)
-    xt = torch.from_numpy(x)
-    if xt.ndim == 4:
-        xt = xt.permute(0, 3, 1, 2)  # Keras NHWC -> torch NCHW
     with torch.no_grad():
-        got = model(xt).numpy()
+        got = model(_inputs(stem)).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)

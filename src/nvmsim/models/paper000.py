@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from nvmsim.nn.activations import BoundedReLU, NoisyActivation
+from nvmsim.nn.activations import paper_relu as _act
+from nvmsim.nn.mosaics import MosaicsRNN
 
-
-def _act(sigma_neu: float, bounded: bool = False) -> nn.Module:
-    act = BoundedReLU() if bounded else nn.ReLU()
-    return NoisyActivation(act, sigma_neu) if sigma_neu > 0 else act
+__all__ = ["MosaicsRNN", "cnn000", "mlp", "mlp128", "mlp300"]
 
 
 def mlp(sizes: tuple[int, ...], sigma_neu: float = 0.0, bounded: bool = False) -> nn.Sequential:
@@ -51,38 +48,3 @@ def cnn000(sigma_neu: float = 0.0, in_channels: int = 1, size: int = 28) -> nn.S
     )  # fmt: skip
 
 
-class MosaicsRNN(nn.Module):
-    """Paper 000's Mosaics RNN: the input is read in ``t`` chunks of ``M / t`` values.
-
-    One core ``[x_chunk, h_prev]`` (400) -> ``D = 400 - M/t`` with ReLU runs at every step;
-    the readout ``D -> 10`` runs after the last step. Both are plain ``nn.Linear`` modules,
-    so :func:`nvmsim.convert` puts them on crossbars and the core is read at every step.
-    ``bounded`` uses the CNN's bounded ReLU ``min(max(0, x), 1)`` in the core, which keeps
-    the hidden state in [0, 1] at every step.
-    """
-
-    def __init__(
-        self,
-        t: int = 7,
-        inputs: int = 784,
-        width: int = 400,
-        sigma_neu: float = 0.0,
-        bounded: bool = False,
-    ):
-        super().__init__()
-        if t < 1 or inputs % t:
-            raise ValueError(f"t must be a positive divisor of {inputs}, got {t}")
-        self.t, self.chunk = t, inputs // t
-        self.hidden = width - self.chunk
-        if self.hidden < 1:
-            raise ValueError(f"chunk {self.chunk} leaves no hidden units in width {width}")
-        self.core = nn.Linear(width, self.hidden)
-        self.act = _act(sigma_neu, bounded)
-        self.readout = nn.Linear(self.hidden, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(x.shape[0], self.t, self.chunk)
-        h = x.new_zeros(x.shape[0], self.hidden)
-        for step in range(self.t):
-            h = self.act(self.core(torch.cat([x[:, step], h], dim=1)))
-        return self.readout(h)

@@ -50,3 +50,10 @@ class NoisyActivation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}"
+
+
+def paper_relu(sigma_neu: float = 0.0, bounded: bool = False) -> nn.Module:
+    """Paper 000's hidden activation: ReLU (or the bounded ReLU), with neuron noise
+    ``sigma_neu`` in training when it is > 0."""
+    act = BoundedReLU() if bounded else nn.ReLU()
+    return NoisyActivation(act, sigma_neu) if sigma_neu > 0 else act

@@ -2,7 +2,8 @@
 all analog layers.
 
 The map sends torch layer types to analog ones (``Linear``, ``Conv1d/2d/3d``, ``RNN``,
-``LSTM``, ``GRU``, ``MultiheadAttention`` by default; :func:`register` adds more). Lookup
+``LSTM``, ``GRU``, Keras's reset-before :class:`ResetBeforeGRU`, ``MultiheadAttention`` by
+default; :func:`register` adds more). Lookup
 follows the module's class hierarchy, so subclasses of a mapped type convert too. Modules that
 read their children's weights functionally are never descended into: ``nn.MultiheadAttention``
 converts whole (its projections become its own arrays; ``out_proj`` stays a plain holder of
@@ -29,6 +30,7 @@ from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.conv import AnalogConv1d, AnalogConv2d, AnalogConv3d
 from nvmsim.nn.linear import AnalogLinear
 from nvmsim.nn.recurrent import AnalogGRU, AnalogLSTM, AnalogRNN
+from nvmsim.nn.reset_gru import AnalogResetBeforeGRU, ResetBeforeGRU
 from nvmsim.seeds import spawn_seeds
 
 CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
@@ -40,6 +42,7 @@ CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
     nn.LSTM: AnalogLSTM,
     nn.GRU: AnalogGRU,
     nn.MultiheadAttention: AnalogMultiheadAttention,
+    ResetBeforeGRU: AnalogResetBeforeGRU,
 }
 
 #: Modules whose forward reads their children's parameters directly: never descended into
