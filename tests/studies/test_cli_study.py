@@ -179,3 +179,32 @@ def test_status_and_report_need_only_the_store(write_study, tmp_path, monkeypatc
     assert res.exit_code == 0 and (tmp_path / "rep" / "report.html").is_file(), res.output
     res = runner.invoke(app, ["run", *args])  # run checks its data (pending runs without --quick)
     assert res.exit_code == 2 and "no datasets on this machine" in res.output
+
+
+def test_a_keras_mosaics_rnn_runs_in_a_study(tmp_path):
+    """Paper 000's RNN as a Keras file (SimpleRNN(D, relu) over (t, M/t), then Dense) is read
+    as a MosaicsRNN and evaluated on crossbars: digits, t = 4 chunks of 16 pixels."""
+    import numpy as np
+
+    from tests.io import keras_writer as kw
+
+    rng = np.random.default_rng(0)
+    w = lambda *s: rng.standard_normal(s).astype("float32") * 0.3  # noqa: E731
+    weights = [("kernel", w(16, 8)), ("recurrent_kernel", w(8, 8)), ("bias", w(8))]
+    rnn = kw.layer("SimpleRNN", "simple_rnn", weights, units=8, activation="relu")
+    kw.write_legacy_h5(tmp_path / "rnn.h5", [rnn, kw.dense("dense", w(8, 10), w(10))], (4, 16))
+    study = tmp_path / "s.toml"
+    study.write_text(
+        'name = "s"\n[models.rnn]\nkeras = "rnn.h5"\n[data]\ndataset = "digits"\n'
+        "[sweep]\nsigma_syn = [0.0, 0.5]\n"
+    )
+    store = tmp_path / "s.sqlite"
+    res = runner.invoke(app, ["run", str(study), "--store", str(store), "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "runs.csv"
+    res = runner.invoke(app, ["report", str(study), "--store", str(store), "--export", str(out)])
+    assert res.exit_code == 0, res.output
+    with out.open() as fh:
+        acc = {r["axis.sigma_syn"]: float(r["accuracy_pct"]) for r in csv.DictReader(fh)}
+    assert len(acc) == 2 and all(0 <= a <= 100 for a in acc.values())
+    assert acc["0.0"] != acc["0.5"]  # the core is read on noisy crossbars

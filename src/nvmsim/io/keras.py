@@ -20,11 +20,21 @@ Layouts read (checked against files written by Keras 3.15):
 
 Supported: ``Sequential`` models and ``Functional`` models that are a simple chain; layers
 ``InputLayer``, ``Dense`` (with its activation and ``use_bias``), ``Conv2D`` (padding valid /
-same, strides, dilation, groups), ``MaxPooling2D``, ``AveragePooling2D`` (valid / same),
-``GlobalAveragePooling2D``, ``GlobalMaxPooling2D``, ``ZeroPadding2D``, ``Flatten``,
-``BatchNormalization``, ``Dropout``-like layers (identity at inference), ``Activation``,
-``ReLU`` (``max_value=1`` gives nvmsim's ``BoundedReLU``), ``LeakyReLU``, ``ELU``,
-``Softmax``. Anything else raises :class:`KerasImportError` naming the layer and its type.
+same, strides, dilation, groups), ``DepthwiseConv2D`` (``depth_multiplier``),
+``SeparableConv2D`` (a depthwise then a 1x1 convolution), ``MaxPooling2D``,
+``AveragePooling2D`` (valid / same), ``GlobalAveragePooling2D``, ``GlobalMaxPooling2D``,
+``ZeroPadding2D``, ``Flatten``, ``Reshape``, ``BatchNormalization``, ``LayerNormalization``
+(last axis), ``Dropout``-like layers (identity at inference), ``Activation``, ``ReLU``
+(``max_value=1`` gives nvmsim's ``BoundedReLU``), ``LeakyReLU``, ``ELU``, ``Softmax``; on
+sequences ``SimpleRNN`` (tanh / relu), ``LSTM``, ``GRU`` (``reset_after`` True: torch's
+``nn.GRU``; False: :class:`~nvmsim.nn.reset_gru.ResetBeforeGRU`), each with
+``return_sequences`` and ``go_backwards``, ``Bidirectional`` (merge concat / sum / mul / ave),
+``Conv1D`` (valid / same / causal), ``MaxPooling1D``, ``AveragePooling1D``,
+``GlobalAveragePooling1D``, ``GlobalMaxPooling1D`` and ``Embedding``. Anything else raises
+:class:`KerasImportError` naming the layer and its type. Recurrent layers become torch's own
+(batch first), so :func:`nvmsim.convert` puts them on crossbars; paper 000's RNN --
+``SimpleRNN(D, activation="relu")`` over ``(t, M/t)`` inputs, then a ``Dense`` -- is read as a
+:class:`~nvmsim.nn.mosaics.MosaicsRNN` (one core array of ``[kernel; recurrent_kernel]``).
 
 Files are not trusted: a malformed or hostile file (truncated, of wrong JSON types, with
 invalid layer fields, NaN/inf weights, or weights that declare more than the file stores) is
@@ -36,6 +46,8 @@ Conventions of the returned torch model:
 
 * Image tensors are channels-first: where Keras takes NHWC input, the torch model takes the
   NCHW transpose and computes the same function (outputs of image shape are NCHW too).
+  Sequences keep Keras's ``(N, T, C)`` layout (what torch's batch-first RNNs take); token ids
+  for an ``Embedding`` may be of any integer or float dtype.
 * Keras's ``Flatten`` flattens in HWC order. When a ``Dense`` follows (possibly through
   element-wise layers), that Dense's weight columns are permuted so a plain ``nn.Flatten`` of
   NCHW data gives the Keras result; otherwise a ``ChannelsLastFlatten`` module is used.

@@ -46,5 +46,3 @@ def cnn000(sigma_neu: float = 0.0, in_channels: int = 1, size: int = 28) -> nn.S
         nn.Linear(6 * (size // 2) ** 2, 100), a(),
         nn.Linear(100, 10),
     )  # fmt: skip
-
-
