@@ -200,3 +200,17 @@ def test_linear_counts_invariants(n_in, n_out, batch, tile_rows, tile_cols):
     assert ops.macs == n_in * n_out
     assert ops.row_drives == n_in * cb and ops.adc_conversions == n_out * rb
     assert ops.array_reads == rb * cb and ops.adc_all_columns == rb * cb * tile_cols
+
+
+def test_attention_products_are_counted_as_digital_macs():
+    from nvmsim.energy.model import report_from_counts
+    from nvmsim.models import build
+
+    model = build("transformer_rows")  # 28 tokens, d_model 64, 2 layers
+    for m in (model, nvmsim.convert(model, AnalogConfig())):
+        c = count_ops(m, torch.zeros(3, 1, 28, 28))
+        assert c.digital_macs == 2 * 2 * 28 * 28 * 64  # per sample: 2 layers x (QK^T + AV)
+        names = [x.name for x in c]
+        assert sum("self_attn" in n for n in names) == (8 if m is not model else 0)
+    report = report_from_counts(c)
+    assert report.total_pj == pytest.approx(report.vmm_pj + report.neuron_pj + 5.0 * c.digital_macs)

@@ -111,7 +111,7 @@ def test_encoder_with_attention_converts_its_projections():
     model = nn.Sequential(nn.Linear(4, 8), nn.MultiheadAttention(8, 2, batch_first=True))
     analog = convert(model, AnalogConfig())
     assert type(analog[1]) is AnalogMultiheadAttention
-    with pytest.warns(UserWarning, match="stay digital: 0"):
-        convert(nn.Sequential(layer), AnalogConfig())
+    encoder = convert(nn.Sequential(layer), AnalogConfig(), on_unconverted="error")
+    assert type(encoder[0].self_attn) is AnalogMultiheadAttention
     with pytest.raises(ValueError, match="last dimension 8"):
         analog[1](torch.zeros(2, 3, 5), torch.zeros(2, 3, 5), torch.zeros(2, 3, 5))

@@ -50,7 +50,7 @@ def restore_map():
 
 
 def test_unconverted_modules_are_named_in_a_warning():
-    model = nn.Sequential(Mixed(), nn.TransformerEncoderLayer(3, 1, 6))
+    model = nn.Sequential(Mixed(), nn.Embedding(3, 6))
     with pytest.warns(UserWarning, match=r"1 module\(s\) with parameters stay digital: 1$"):
         analog = convert(model, NOISY)
     mixed = analog[0]
@@ -61,9 +61,7 @@ def test_unconverted_modules_are_named_in_a_warning():
     assert type(mixed.attn) is AnalogMultiheadAttention
     out_proj = mixed.attn.out_proj
     assert isinstance(out_proj, nn.Linear) and not isinstance(out_proj, AnalogMixin)
-    # the encoder layer's fast path reads its children's weights: never descended into
-    assert type(analog[1]) is nn.TransformerEncoderLayer
-    assert type(analog[1].self_attn) is nn.MultiheadAttention
+    assert type(analog[1]) is nn.Embedding
     kinds = [type(m) for m in analog_layers(mixed)]
     assert kinds == [AnalogConv1d, OwnedMatrix, OwnedMatrix, *[OwnedMatrix] * 4, AnalogLinear]
     x = torch.randn(2, 5, 8)
@@ -75,7 +73,7 @@ def test_unconverted_modules_are_named_in_a_warning():
 
 def test_on_unconverted_error_and_ignore():
     with pytest.raises(UnconvertedError, match="stay digital: 0$"):
-        convert(nn.Sequential(nn.TransformerEncoderLayer(4, 1, 8)), on_unconverted="error")
+        convert(nn.Sequential(nn.Embedding(4, 8)), on_unconverted="error")
     assert issubclass(UnconvertedError, ValueError)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -85,7 +83,7 @@ def test_on_unconverted_error_and_ignore():
         convert(Mixed(), on_unconverted="raise")
 
 
-def test_transformer_layer_and_bare_parameters_are_reported():
+def test_bare_parameters_and_embeddings_are_reported():
     class Owner(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -95,10 +93,10 @@ def test_transformer_layer_and_bare_parameters_are_reported():
             self.fc = nn.Linear(8, 3)
 
     with pytest.warns(
-        UserWarning, match=r"3 module\(s\) with parameters stay digital: Owner, emb, enc$"
+        UserWarning, match=r"2 module\(s\) with parameters stay digital: Owner, emb$"
     ):
         analog = convert(Owner(), on_unconverted="warn")
-    assert not any(isinstance(m, AnalogMixin) for m in analog.enc.modules())
+    assert isinstance(analog.enc.linear1, AnalogLinear)  # the encoder layer converts inside
     assert isinstance(analog.fc, AnalogLinear)
 
 

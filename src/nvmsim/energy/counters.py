@@ -117,6 +117,7 @@ class OpCounts:
     batch: int
     other_activations: float = 0.0  # activations that follow no counted layer
     order: tuple[str, ...] = field(default=())  # layer names in first-call order
+    digital_macs: float = 0.0  # products of activations by activations (attention's Q K^T, A V)
 
     def __iter__(self) -> Iterator[LayerOps]:
         return iter(self.layers)
@@ -317,6 +318,7 @@ class OpCounter:
         self._order: list[str] = []
         self._last: str | None = None
         self._other = 0.0
+        self._digital_macs = 0.0
         self._batch = 0
         self._root_calls = 0
 
@@ -336,6 +338,8 @@ class OpCounter:
                 self._handles.append(module.register_forward_hook(self._layer_hook(label)))
             elif isinstance(module, ACTIVATIONS + (NoisyActivation,)) and module not in skip:
                 self._handles.append(module.register_forward_hook(self._act_hook))
+            elif isinstance(module, nn.MultiheadAttention):
+                self._handles.append(module.register_forward_hook(self._attention_hook))
         self._handles.append(self.model.register_forward_pre_hook(self._root_hook))
         return self
 
@@ -368,6 +372,14 @@ class OpCounter:
 
         return hook
 
+    def _attention_hook(self, module: nn.MultiheadAttention, args: tuple, output) -> None:
+        """Q K^T and A V: ``L * S * E`` multiply-adds each per sequence (digital)."""
+        q, k = args[0], args[1]
+        seq_dim = 1 if module.batch_first or q.dim() == 2 else 0
+        n_q, n_k = q.shape[seq_dim], k.shape[seq_dim]
+        seqs = q.numel() // (n_q * module.embed_dim)
+        self._digital_macs += 2.0 * seqs * n_q * n_k * module.embed_dim
+
     def _act_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         n = float(output.numel())
         if self._last is None:
@@ -389,6 +401,7 @@ class OpCounter:
             batch=batch,
             other_activations=self._other / batch,
             order=tuple(self._order),
+            digital_macs=self._digital_macs / batch,
         )
 
 

@@ -69,8 +69,14 @@ class EnergyReport:
         return sum(layer.neuron_pj for layer in self.layers) + self.other_neuron_pj
 
     @property
+    def digital_pj(self) -> float:
+        """Products of activations by activations (attention's ``Q K^T``, ``A V``), done in
+        CMOS: priced per MAC as the GPU baseline (an upper bound for a dedicated unit)."""
+        return self.counts.digital_macs * self.gpu_pj_per_mac
+
+    @property
     def total_pj(self) -> float:
-        return self.vmm_pj + self.neuron_pj
+        return self.vmm_pj + self.neuron_pj + self.digital_pj
 
     @property
     def total_nj(self) -> float:

@@ -11,7 +11,13 @@ from nvmsim.models.paper000 import MosaicsRNN, cnn000, mlp, mlp128, mlp300
 from nvmsim.models.paper003 import cifar_cnn, fc_tanh
 from nvmsim.models.paper004 import mlp528
 from nvmsim.models.resnet import ResNet, resnet18
-from nvmsim.models.sequence import RowClassifier, gru_rows, lstm_rows
+from nvmsim.models.sequence import (
+    RowClassifier,
+    TokenTransformer,
+    gru_rows,
+    lstm_rows,
+    transformer_rows,
+)
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
@@ -26,6 +32,7 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "mobilenet": mobilenet,
     "lstm_rows": lstm_rows,
     "gru_rows": gru_rows,
+    "transformer_rows": transformer_rows,
 }
 
 #: Input shape of one example (without batch) for the registry's default arguments.
@@ -41,6 +48,7 @@ INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "mobilenet": (3, 32, 32),
     "lstm_rows": (1, 28, 28),
     "gru_rows": (1, 28, 28),
+    "transformer_rows": (1, 28, 28),
 }
 
 
@@ -62,6 +70,7 @@ __all__ = [
     "MosaicsRNN",
     "ResNet",
     "RowClassifier",
+    "TokenTransformer",
     "build",
     "cifar_cnn",
     "cnn000",
@@ -75,4 +84,5 @@ __all__ = [
     "mlp528",
     "mobilenet",
     "resnet18",
+    "transformer_rows",
 ]

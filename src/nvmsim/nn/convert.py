@@ -7,8 +7,10 @@ default; :func:`register` adds more). Lookup
 follows the module's class hierarchy, so subclasses of a mapped type convert too. Modules that
 read their children's weights functionally are never descended into: ``nn.MultiheadAttention``
 converts whole (its projections become its own arrays; ``out_proj`` stays a plain holder of
-the parameters), and ``nn.TransformerEncoderLayer``, whose fast path reads its linears'
-weights, stays digital. Every module with parameters that stays digital is reported
+the parameters). ``nn.TransformerEncoderLayer``, whose inference fast path reads its children's
+weights, has its children converted and becomes an
+:class:`~nvmsim.nn.transformer.AnalogTransformerEncoderLayer`, whose forward calls them.
+Every module with parameters that stays digital is reported
 (``on_unconverted``), except normalisation layers, which are digital periphery by design.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import torch
@@ -31,6 +33,7 @@ from nvmsim.nn.conv import AnalogConv1d, AnalogConv2d, AnalogConv3d
 from nvmsim.nn.linear import AnalogLinear
 from nvmsim.nn.recurrent import AnalogGRU, AnalogLSTM, AnalogRNN
 from nvmsim.nn.reset_gru import AnalogResetBeforeGRU, ResetBeforeGRU
+from nvmsim.nn.transformer import AnalogTransformerEncoderLayer, without_nested_tensors
 from nvmsim.seeds import spawn_seeds
 
 CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
@@ -47,7 +50,14 @@ CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
 
 #: Modules whose forward reads their children's parameters directly: never descended into
 #: (converted whole where the map has them: attention's projections become its own arrays).
-FUNCTIONAL_OWNERS: list[type[nn.Module]] = [nn.MultiheadAttention, nn.TransformerEncoderLayer]
+FUNCTIONAL_OWNERS: list[type[nn.Module]] = [nn.MultiheadAttention]
+
+#: Modules with a fast path that bypasses their children or hands them nested tensors: their
+#: children convert, and the module is adopted (given a forward that calls them).
+FAST_PATH_OWNERS: dict[type[nn.Module], Callable[[nn.Module], nn.Module]] = {
+    nn.TransformerEncoderLayer: AnalogTransformerEncoderLayer.adopt,
+    nn.TransformerEncoder: without_nested_tensors,
+}
 
 #: Digital periphery by design: never reported as unconverted.
 DIGITAL_BY_DESIGN: tuple[type[nn.Module], ...] = (
@@ -95,9 +105,10 @@ def _excluded(name: str, m: nn.Module, exclude: Iterable[str | type]) -> bool:
     return False
 
 
-def _plan(model: nn.Module, exclude: tuple) -> tuple[list[tuple[str, nn.Module, type]], list[str]]:
-    """(modules to convert, names of modules with parameters that stay digital)."""
-    targets, digital = [], []
+def _plan(model: nn.Module, exclude: tuple) -> tuple[list, list[str], list]:
+    """(modules to convert, names of modules with parameters that stay digital, fast-path
+    owners to re-class once their children are converted)."""
+    targets, digital, owners = [], [], []
 
     def visit(name: str, m: nn.Module) -> None:
         if isinstance(m, (AnalogMixin, *CONVERSION_MAP.values())):
@@ -112,13 +123,16 @@ def _plan(model: nn.Module, exclude: tuple) -> tuple[list[tuple[str, nn.Module, 
             if any(True for _ in m.parameters()):
                 digital.append(name or type(m).__name__)
             return
+        owner = next((v for k, v in FAST_PATH_OWNERS.items() if type(m) is k), None)
+        if owner is not None:
+            owners.append((m, owner))
         if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, DIGITAL_BY_DESIGN):
             digital.append(name or type(m).__name__)
         for child_name, child in m.named_children():
             visit(f"{name}.{child_name}" if name else child_name, child)
 
     visit("", model)
-    return targets, digital
+    return targets, digital, owners
 
 
 def _require_finite_state(model: nn.Module) -> None:
@@ -165,7 +179,9 @@ def convert(
     exclude = tuple(exclude)
     _require_finite_state(model)
     new = copy.deepcopy(model)
-    targets, digital = _plan(new, exclude)
+    targets, digital, owners = _plan(new, exclude)
+    for m, adopt in owners:
+        adopt(m)
     if digital and on_unconverted != "ignore":
         msg = f"{len(digital)} module(s) with parameters stay digital: {', '.join(digital)}"
         if on_unconverted == "error":
