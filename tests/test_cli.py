@@ -46,6 +46,10 @@ def test_bench_json_reports_ratios():
     out = json.loads(res.output)
     cases = {(r["group"], r["case"]) for r in out["inference"]}
     assert ("MLP 784-300-10", "prog. error + proportional read noise") in cases
+    groups = {g for g, _ in cases}
+    assert any(g.startswith("LSTM") for g in groups) and any(
+        g.startswith("Transformer") for g in groups
+    )
     assert all(r["ratio"] > 0 and r["per_second"] > 0 for r in out["inference"])
     (oc,) = out["onchip"]
     assert oc["examples"] == 1000 and oc["seconds"] > 0 and oc["baseline_seconds"] > 0

@@ -159,8 +159,10 @@ def run_program_benchmarks(width: int = 64, repeats: int = 3) -> list[ProgramRow
 
 
 def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) -> list[BenchRow]:
-    """The reference set: MLP 784-300-10 and 784-128-10, paper 000's CNN, and an LSTM
-    (hidden 128) reading the image row by row (28 steps), against torch's own ``nn.LSTM``."""
+    """The reference set: MLP 784-300-10 and 784-128-10, paper 000's CNN, an LSTM (hidden
+    128) reading the image row by row (28 steps) against torch's own ``nn.LSTM``, and a
+    2-layer transformer encoder over the rows (on a fifth of the inputs) against torch's
+    ``nn.TransformerEncoder`` (its inference fast path)."""
     torch.manual_seed(seed)
     x = torch.rand(n, 1, 28, 28)
     rows = bench_model("MLP 784-300-10", build("mlp300"), x, INFERENCE_CASES, repeats)
@@ -177,6 +179,10 @@ def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) 
     rows += bench_model(
         "LSTM 128 over 28 rows (torch: nn.LSTM)", build("lstm_rows"), x, lstm_cases,
         max(3, repeats // 3),
+    )  # fmt: skip
+    rows += bench_model(
+        "Transformer 2x64 over 28 rows (torch: nn.TransformerEncoder)",
+        build("transformer_rows"), x[: max(1, n // 5)], lstm_cases, max(3, repeats // 3),
     )  # fmt: skip
     return rows
 

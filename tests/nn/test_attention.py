@@ -11,7 +11,7 @@ from nvmsim.nn import analog_layers, convert
 from nvmsim.nn.attention import AnalogMultiheadAttention
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     heads=st.sampled_from([1, 2]),
     head_dim=st.integers(1, 4),
@@ -22,13 +22,17 @@ from nvmsim.nn.attention import AnalogMultiheadAttention
     first=st.booleans(),
     lq=st.integers(1, 4),
     lk=st.integers(1, 4),
-    masks=st.sampled_from(["none", "padding", "causal", "float"]),
+    masks=st.sampled_from(
+        ["none", "padding", "causal", "float", "bool", "3d", "padding+causal", "causal_hint"]
+    ),
     self_attn=st.booleans(),
     batched=st.booleans(),
+    need_weights=st.booleans(),
 )
 def test_ideal_attention_equals_torch(
-    heads, head_dim, kdim, bias, bias_kv, zero_attn, first, lq, lk, masks, self_attn, batched
-):
+    heads, head_dim, kdim, bias, bias_kv, zero_attn, first, lq, lk, masks, self_attn, batched,
+    need_weights,
+):  # fmt: skip
     e, b = heads * head_dim, 2
     torch.manual_seed(0)
     ref = nn.MultiheadAttention(e, heads, bias=bias, add_bias_kv=bias_kv, add_zero_attn=zero_attn,
@@ -48,22 +52,31 @@ def test_ideal_attention_equals_torch(
     q = seq(lq, e)
     k = q if self_attn and kdim is None else seq(lk, kd)
     v = k if self_attn and kdim is None else seq(lk, kd)
-    kw = {}
-    if masks == "padding" and batched:
+    kw = {"need_weights": need_weights}
+    causal = nn.Transformer.generate_square_subsequent_mask(lq, dtype=torch.float64)
+    if masks.startswith("padding") and batched:
         pad = torch.zeros(b, lk, dtype=torch.bool)
         pad[0, -1] = lk > 1
         kw["key_padding_mask"] = pad
-    elif masks == "causal" and lq == lk:
-        kw["attn_mask"] = nn.Transformer.generate_square_subsequent_mask(lq, dtype=torch.float64)
+    if masks in ("causal", "padding+causal", "causal_hint") and lq == lk:
+        kw["attn_mask"] = causal
+        kw["is_causal"] = masks == "causal_hint"
     elif masks == "float":
         kw["attn_mask"] = torch.randn(lq, lk, dtype=torch.float64)
+    elif masks == "bool":
+        kw["attn_mask"] = torch.rand(lq, lk) < 0.3
+    elif masks == "3d" and batched:
+        kw["attn_mask"] = torch.randn(b * heads, lq, lk, dtype=torch.float64)
     if bias_kv or zero_attn:
         kw.pop("attn_mask", None)
         kw.pop("key_padding_mask", None)
     want, want_w = ref(q, k, v, **kw)
     got, got_w = analog(q, k, v, **kw)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-9)
-    torch.testing.assert_close(got_w, want_w, rtol=1e-5, atol=1e-9)
+    if need_weights:
+        torch.testing.assert_close(got_w, want_w, rtol=1e-5, atol=1e-9)
+    else:
+        assert got_w is None and want_w is None
 
 
 def test_noisy_projections_change_the_output_and_train():

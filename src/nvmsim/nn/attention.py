@@ -76,6 +76,9 @@ class AnalogMultiheadAttention(OwnedArrays, nn.MultiheadAttention):
             )
         q, k, v = self._project("q", query), self._project("k", key), self._project("v", value)
         batched = query.dim() == 3
+        if not need_weights and self.bias_k is None and not self.add_zero_attn:
+            out = self._attend(q, k, v, key_padding_mask, attn_mask, is_causal, batched)
+            return self._project("out", out), None
         if self.batch_first and batched:
             q, k, v = (t.transpose(1, 0) for t in (q, k, v))
         eye = self._eye
@@ -90,3 +93,50 @@ class AnalogMultiheadAttention(OwnedArrays, nn.MultiheadAttention):
         if self.batch_first and batched:
             out = out.transpose(1, 0)
         return out, weights
+
+    def _attend(self, q, k, v, key_padding_mask, attn_mask, is_causal: bool, batched: bool):
+        """``softmax(Q K^T / sqrt(d) + masks) V`` per head by torch's fused kernel, on the
+        projected tokens in their own layout: what ``F.multi_head_attention_forward`` computes
+        without weights (its masks, merged the same way), less its identity projections."""
+        seq_dim = 1 if self.batch_first or not batched else 0
+        if not batched:
+            q, k, v = (t.unsqueeze(0) for t in (q, k, v))
+        elif not self.batch_first:
+            q, k, v = (t.transpose(0, 1) for t in (q, k, v))
+        b, n_q, n_k, h = q.shape[0], q.shape[1], k.shape[1], self.num_heads
+        if not batched and key_padding_mask is not None:
+            key_padding_mask = key_padding_mask.unsqueeze(0)
+        key_padding_mask = F._canonical_mask(
+            mask=key_padding_mask, mask_name="key_padding_mask",
+            other_type=F._none_or_dtype(attn_mask), other_name="attn_mask", target_type=q.dtype,
+        )  # fmt: skip
+        if is_causal and attn_mask is None:
+            raise RuntimeError("is_causal needs attn_mask, as in nn.MultiheadAttention")
+        if is_causal and key_padding_mask is None:
+            mask = None
+        else:
+            is_causal = False
+            mask = F._canonical_mask(
+                mask=attn_mask, mask_name="attn_mask", other_type=None, other_name="",
+                target_type=q.dtype, check_other=False,
+            )  # fmt: skip
+            if mask is not None:
+                want = (n_q, n_k) if mask.dim() == 2 else (b * h, n_q, n_k)
+                if tuple(mask.shape) != want:
+                    raise RuntimeError(f"attn_mask has shape {tuple(mask.shape)}, expected {want}")
+                mask = mask.view(1, 1, n_q, n_k) if mask.dim() == 2 else mask.view(b, h, n_q, n_k)
+            if key_padding_mask is not None:
+                if tuple(key_padding_mask.shape) != (b, n_k):
+                    raise RuntimeError(
+                        f"key_padding_mask has shape {tuple(key_padding_mask.shape)}, "
+                        f"expected {(b, n_k)}"
+                    )
+                kpm = key_padding_mask.view(b, 1, 1, n_k)
+                mask = kpm if mask is None else mask + kpm
+        heads = [t.view(b, t.shape[1], h, -1).transpose(1, 2) for t in (q, k, v)]
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(*heads, mask, p, is_causal)  # (B, h, L, hd)
+        out = out.transpose(1, 2).reshape(b, n_q, self.embed_dim)
+        if not batched:
+            return out.squeeze(0)
+        return out if seq_dim == 1 else out.transpose(0, 1)
