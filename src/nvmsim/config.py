@@ -320,6 +320,10 @@ class ConverterConfig(_Strict):
     dac_range: float | Literal["auto"] = "auto"
     adc_bits: int | None = Field(None, ge=1, le=16)
     adc_range: float | Literal["auto"] = "auto"
+    #: attention's activation-by-activation products (``Q K^T``, ``A V``): exact digital
+    #: arithmetic, or through converters of ``dac_bits`` / ``adc_bits`` (operands and results
+    #: quantised, each over its own range per sequence and head)
+    attention_products: Literal["digital", "quantized"] = "digital"
 
     @model_validator(mode="after")
     def _positive_ranges(self) -> ConverterConfig:

@@ -1,5 +1,7 @@
 """Analog multi-head attention: torch's results with ideal devices, noisy projections."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -7,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from nvmsim.config import AnalogConfig, validate
-from nvmsim.nn import analog_layers, convert
+from nvmsim.nn import analog_layers, convert, summary
 from nvmsim.nn.attention import AnalogMultiheadAttention
 
 
@@ -128,3 +130,52 @@ def test_encoder_with_attention_converts_its_projections():
     assert type(encoder[0].self_attn) is AnalogMultiheadAttention
     with pytest.raises(ValueError, match="last dimension 8"):
         analog[1](torch.zeros(2, 3, 5), torch.zeros(2, 3, 5), torch.zeros(2, 3, 5))
+
+
+def _q(t: torch.Tensor, bits: int) -> torch.Tensor:
+    """Integer oracle of a symmetric converter over the range of each (head) matrix."""
+    steps = 2 ** (bits - 1) - 1
+    r = t.abs().amax(dim=(-2, -1), keepdim=True)
+    lsb = torch.where(r > 0, r, torch.ones_like(r)) / steps
+    codes = torch.round(torch.clamp(t / lsb, -steps, steps)).to(torch.int64)
+    return codes, lsb
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_quantized_attention_products_follow_integer_arithmetic(need_weights):
+    torch.manual_seed(3)
+    e, heads, bits_in, bits_out = 8, 2, 4, 6
+    ref = nn.MultiheadAttention(e, heads, batch_first=True).double().eval()
+    exact = validate(AnalogConfig, {"converter": {"attention_products": "quantized"}})
+    x = torch.randn(2, 5, e, dtype=torch.float64)
+    mask = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+    want, want_w = ref(x, x, x, attn_mask=mask, need_weights=True)
+    got, got_w = convert(ref, exact)(x, x, x, attn_mask=mask, need_weights=True)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9)  # no bits: torch's result
+    torch.testing.assert_close(got_w, want_w, rtol=1e-6, atol=1e-9)
+
+    cfg = {"converter": {"attention_products": "quantized", "dac_bits": bits_in,
+                         "adc_bits": bits_out}}  # fmt: skip
+    analog = convert(ref, validate(AnalogConfig, cfg))  # the projections' own converters too
+
+    def project(name: str, t: torch.Tensor) -> torch.Tensor:
+        return analog.arrays[name](t.reshape(-1, e)).view(2, 5, e)
+
+    with torch.no_grad():
+        q, k, v = (project(n, x).view(2, 5, heads, -1).transpose(1, 2) for n in "qkv")
+        (qc, ql), (kc, kl) = _q(q, bits_in), _q(k, bits_in)
+        sc, sl = _q((qc @ kc.transpose(-2, -1)).double() * ql * kl, bits_out)
+        a = torch.softmax(sc.double() * sl / math.sqrt(e // heads) + mask, dim=-1)
+        (ac, al), (vc, vl) = _q(a, bits_in), _q(v, bits_in)
+        oc, ol = _q((ac @ vc).double() * al * vl, bits_out)
+        oracle = project("out", (oc.double() * ol).transpose(1, 2))
+    with torch.no_grad():
+        got, got_w = analog(x, x, x, attn_mask=mask, need_weights=need_weights)
+    torch.testing.assert_close(got, oracle, rtol=1e-9, atol=1e-9)
+    assert (got - want).abs().max() > 1e-3  # the converters are felt
+    (row,) = [r for r in summary(analog).rows if r.name == "products"]
+    assert row.kind == "Q K^T, A V (DAC 4 / ADC 6 bits)" and not row.analog
+    if need_weights:
+        torch.testing.assert_close(got_w, a.mean(dim=1), rtol=1e-9, atol=1e-12)
+    else:
+        assert got_w is None

@@ -115,3 +115,4 @@ def test_seed_tree_of_a_standard_run_has_no_hardware_aware_keys(write_study):
         "epochs", "batch_size", "lr", "optimizer", "momentum", "sigma_neu", "train_subset",
         "init", "seed",
     }  # fmt: skip
+    assert "attention_products" not in run.spec.tree()["analog"]["converter"]  # a later option

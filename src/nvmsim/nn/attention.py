@@ -10,11 +10,14 @@ option, on the projected inputs).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nvmsim.config import AnalogConfig
+from nvmsim.crossbar.converters import calibrated_range, quantize_symmetric
 from nvmsim.nn.owned import OwnedArrays, OwnedMatrix
 from nvmsim.seeds import spawn_seeds
 
@@ -76,9 +79,15 @@ class AnalogMultiheadAttention(OwnedArrays, nn.MultiheadAttention):
             )
         q, k, v = self._project("q", query), self._project("k", key), self._project("v", value)
         batched = query.dim() == 3
-        if not need_weights and self.bias_k is None and not self.add_zero_attn:
-            out = self._attend(q, k, v, key_padding_mask, attn_mask, is_causal, batched)
-            return self._project("out", out), None
+        quantized = self.config.converter.attention_products == "quantized"
+        if quantized and (self.bias_k is not None or self.add_zero_attn):
+            raise ValueError(
+                "attention_products = 'quantized' does not take add_bias_kv or add_zero_attn"
+            )
+        if quantized or (not need_weights and self.bias_k is None and not self.add_zero_attn):
+            out, w = self._attend(q, k, v, key_padding_mask, attn_mask, is_causal, batched,
+                                  need_weights, average_attn_weights)  # fmt: skip
+            return self._project("out", out), w
         if self.batch_first and batched:
             q, k, v = (t.transpose(1, 0) for t in (q, k, v))
         eye = self._eye
@@ -94,10 +103,12 @@ class AnalogMultiheadAttention(OwnedArrays, nn.MultiheadAttention):
             out = out.transpose(1, 0)
         return out, weights
 
-    def _attend(self, q, k, v, key_padding_mask, attn_mask, is_causal: bool, batched: bool):
-        """``softmax(Q K^T / sqrt(d) + masks) V`` per head by torch's fused kernel, on the
-        projected tokens in their own layout: what ``F.multi_head_attention_forward`` computes
-        without weights (its masks, merged the same way), less its identity projections."""
+    def _attend(self, q, k, v, key_padding_mask, attn_mask, is_causal: bool, batched: bool,
+                need_weights: bool = False, average: bool = True):  # fmt: skip
+        """``softmax(Q K^T / sqrt(d) + masks) V`` per head on the projected tokens in their own
+        layout: what ``F.multi_head_attention_forward`` computes (its masks, merged the same
+        way), less its identity projections. Digital products run torch's fused kernel;
+        quantised ones go through the converters (:meth:`_quantized_products`)."""
         seq_dim = 1 if self.batch_first or not batched else 0
         if not batched:
             q, k, v = (t.unsqueeze(0) for t in (q, k, v))
@@ -112,7 +123,8 @@ class AnalogMultiheadAttention(OwnedArrays, nn.MultiheadAttention):
         )  # fmt: skip
         if is_causal and attn_mask is None:
             raise RuntimeError("is_causal needs attn_mask, as in nn.MultiheadAttention")
-        if is_causal and key_padding_mask is None:
+        quantized = self.config.converter.attention_products == "quantized"
+        if is_causal and key_padding_mask is None and not need_weights and not quantized:
             mask = None
         else:
             is_causal = False
@@ -135,8 +147,38 @@ class AnalogMultiheadAttention(OwnedArrays, nn.MultiheadAttention):
                 mask = kpm if mask is None else mask + kpm
         heads = [t.view(b, t.shape[1], h, -1).transpose(1, 2) for t in (q, k, v)]
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(*heads, mask, p, is_causal)  # (B, h, L, hd)
+        weights = None
+        if quantized:
+            out, weights = self._quantized_products(*heads, mask, p)
+            weights = weights.mean(dim=1) if average else weights
+            weights = weights if batched else weights.squeeze(0)
+        else:
+            out = F.scaled_dot_product_attention(*heads, mask, p, is_causal)  # (B, h, L, hd)
         out = out.transpose(1, 2).reshape(b, n_q, self.embed_dim)
         if not batched:
-            return out.squeeze(0)
-        return out if seq_dim == 1 else out.transpose(0, 1)
+            out = out.squeeze(0)
+        elif seq_dim == 0:
+            out = out.transpose(0, 1)
+        return out, (weights if need_weights else None)
+
+    def _quantized_products(self, q, k, v, mask, dropout_p: float):
+        """``Q K^T`` and ``A V`` as if computed through converters: the operands ``Q``, ``K``,
+        ``A``, ``V`` through a ``dac_bits`` DAC and the products through an ``adc_bits`` ADC,
+        each over the range that covers it in its sequence and head (bits ``None``: exact).
+        Returns the output (B, h, L, hd) and the attention weights (B, h, L, S)."""
+        conv = self.config.converter
+
+        def dac(t: torch.Tensor) -> torch.Tensor:
+            bits = conv.dac_bits
+            return t if bits is None else quantize_symmetric(t, bits, calibrated_range(t, (-2, -1)))
+
+        def adc(t: torch.Tensor) -> torch.Tensor:
+            bits = conv.adc_bits
+            return t if bits is None else quantize_symmetric(t, bits, calibrated_range(t, (-2, -1)))
+
+        scores = adc(dac(q) @ dac(k).transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores + mask
+        a = torch.softmax(scores, dim=-1)
+        a = F.dropout(a, dropout_p) if dropout_p > 0 else a
+        return adc(dac(a) @ dac(v)), a

@@ -198,7 +198,11 @@ def summary(model: nn.Module, example: torch.Tensor | tuple | None = None) -> Su
         if isinstance(m, DIGITAL_BY_DESIGN):
             continue
         if isinstance(m, OwnedArrays):  # an analog attention layer's Q K^T and A V
-            rows.append(LayerRow(label, "Q K^T, A V", False, (), None, 0, 0, macs[name]))
+            conv = m.config.converter
+            kind = "Q K^T, A V"
+            if conv.attention_products == "quantized":
+                kind += f" (DAC {conv.dac_bits or '-'} / ADC {conv.adc_bits or '-'} bits)"
+            rows.append(LayerRow(label, kind, False, (), None, 0, 0, macs[name]))
             continue
         w = getattr(m, "weight", None)
         shape = tuple(w.shape) if isinstance(w, torch.Tensor) else (_weight_macs(m),)

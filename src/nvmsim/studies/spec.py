@@ -28,6 +28,20 @@ def train_tree(train: TrainSpec) -> dict[str, Any]:
     return tree
 
 
+#: Analog options added after results were stored, with the default that changes nothing:
+#: left out of a run's tree at that default, so the seeds hashed from the tree stay put.
+LATER_ANALOG_OPTIONS: dict[tuple[str, str], Any] = {("converter", "attention_products"): "digital"}
+
+
+def analog_tree(config: AnalogConfig) -> dict[str, Any]:
+    """The analog part of a run's tree."""
+    tree = config.model_dump(mode="json")
+    for (part, key), default in LATER_ANALOG_OPTIONS.items():
+        if tree[part].get(key) == default:
+            del tree[part][key]
+    return tree
+
+
 class SourceSpec(BaseModel):
     """Where a run's network comes from: a registry arch (trained here), or a file."""
 
@@ -61,7 +75,7 @@ class RunSpec(BaseModel):
             "kwargs": dict(self.kwargs),
             "train": train_tree(self.train),
             "data": self.data.model_dump(),
-            "analog": self.analog.model_dump(mode="json"),
+            "analog": analog_tree(self.analog),
             "scenario": self.scenario.model_dump(),
             "repeats": self.repeats,
             "seed": self.seed,
