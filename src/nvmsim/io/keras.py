@@ -90,6 +90,7 @@ from nvmsim.io.keras_format import (
     _check_channels_last,
     _check_shape,
     _conv_out,
+    _conv_weights,
     _Ctx,
     _input_shape,
     _is_int,
@@ -106,6 +107,7 @@ from nvmsim.io.keras_format import (
     _tensor,
     _weights,
     _window,
+    _with_activation,
 )
 from nvmsim.io.keras_modules import (
     AvgPool2dSame,
@@ -148,11 +150,7 @@ def _build_dense(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
         if use_bias:
             mod.bias.copy_(_tensor(w["bias"]))
     out_shape = (*shape[:-1], units)
-    mods = [(layer.name, mod)]
-    act = _activation(ctx, layer, cfg.get("activation"), len(out_shape))
-    if act is not None:
-        mods.append((f"{layer.name}_{type(act).__name__.lower()}", act))
-    return mods, out_shape
+    return _with_activation(ctx, layer, [(layer.name, mod)], len(out_shape)), out_shape
 
 
 def _conv2d_modules(
@@ -194,33 +192,18 @@ def _conv_geometry(ctx: _Ctx, layer: _Layer, shape: tuple | None):
     return k, s, d, padding, (h, wd, c), out_hw
 
 
-def _with_activation(ctx: _Ctx, layer: _Layer, mods: list, rank: int) -> list:
-    act = _activation(ctx, layer, layer.config.get("activation"), rank)
-    if act is not None:
-        mods.append((f"{layer.name}_{type(act).__name__.lower()}", act))
-    return mods
-
-
 def _build_conv2d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
-    cfg = layer.config
     k, s, d, padding, (h, wd, c), out_hw = _conv_geometry(ctx, layer, shape)
-    groups = _num(ctx, layer, "groups", cfg.get("groups", 1), low=1)
-    filters = _num(ctx, layer, "filters", cfg.get("filters"), low=1)
-    use_bias = _opt(ctx, layer, "use_bias", cfg.get("use_bias", True), _BOOLS)
-    for what, count in (("filters", filters), ("input channels", c)):
-        if count is not None and count % groups:
-            raise ctx.err(layer, f"{what} {count} are not a multiple of groups={groups}")
-    kernel_shape = (*k, None if c is None else c // groups, filters)
-    expected = {"kernel": kernel_shape, "bias": (filters,)}
-    w = _weights(ctx, layer, src, expected if use_bias else {"kernel": kernel_shape})
-    kernel = w["kernel"]
+    groups, filters, kernel, bias = _conv_weights(ctx, layer, src, k, c)
     cin = kernel.shape[2] * groups
-    mods = _conv2d_modules(layer.name, cin, filters, k, s, d, groups, padding, h, wd, use_bias)
+    mods = _conv2d_modules(
+        layer.name, cin, filters, k, s, d, groups, padding, h, wd, bias is not None
+    )
     conv = mods[-1][1]
     with torch.no_grad():
         conv.weight.copy_(_tensor(kernel.transpose(3, 2, 0, 1)))
-        if use_bias:
-            conv.bias.copy_(_tensor(w["bias"]))
+        if bias is not None:
+            conv.bias.copy_(_tensor(bias))
     return _with_activation(ctx, layer, mods, 3), (*out_hw, filters)
 
 

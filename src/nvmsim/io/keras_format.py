@@ -615,3 +615,27 @@ def _spatial(ctx: _Ctx, layer: _Layer, shape: tuple | None) -> tuple:
     if len(shape) != 3:
         raise ctx.err(layer, f"expects an image input (H, W, C), got shape {shape}")
     return shape
+
+
+def _conv_weights(ctx: _Ctx, layer: _Layer, src, window: tuple, c: int | None):
+    """A convolution's ``groups``, ``filters``, ``use_bias`` and weights: the kernel of shape
+    ``(*window, c / groups, filters)`` and the bias (None without one), checked."""
+    cfg = layer.config
+    groups = _num(ctx, layer, "groups", cfg.get("groups", 1), low=1)
+    filters = _num(ctx, layer, "filters", cfg.get("filters"), low=1)
+    use_bias = _opt(ctx, layer, "use_bias", cfg.get("use_bias", True), _BOOLS)
+    for what, count in (("filters", filters), ("input channels", c)):
+        if count is not None and count % groups:
+            raise ctx.err(layer, f"{what} {count} are not a multiple of groups={groups}")
+    kernel_shape = (*window, None if c is None else c // groups, filters)
+    expected = {"kernel": kernel_shape, "bias": (filters,)}
+    w = _weights(ctx, layer, src, expected if use_bias else {"kernel": kernel_shape})
+    return groups, filters, w["kernel"], w.get("bias")
+
+
+def _with_activation(ctx: _Ctx, layer: _Layer, mods: list, rank: int | None) -> list:
+    """``mods`` followed by the layer's own activation, if it has one."""
+    act = _activation(ctx, layer, layer.config.get("activation"), rank)
+    if act is not None:
+        mods.append((f"{layer.name}_{type(act).__name__.lower()}", act))
+    return mods

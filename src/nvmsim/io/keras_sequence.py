@@ -20,10 +20,10 @@ from nvmsim.io.keras_format import (
     _BOOLS,
     _MAX_WINDOW,
     _PADDINGS,
-    _activation,
     _check_channels_last,
     _check_shape,
     _conv_out,
+    _conv_weights,
     _Ctx,
     _is_int,
     _Layer,
@@ -31,6 +31,7 @@ from nvmsim.io.keras_format import (
     _opt,
     _tensor,
     _weights,
+    _with_activation,
 )
 from nvmsim.io.keras_modules import (
     ChannelLayerNorm,
@@ -178,25 +179,14 @@ def _build_conv1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     s = _window1(ctx, layer, "strides", 1)
     d = _window1(ctx, layer, "dilation_rate", 1)
     padding = _opt(ctx, layer, "padding", cfg.get("padding", "valid"), (*_PADDINGS, "causal"))
-    groups = _num(ctx, layer, "groups", cfg.get("groups", 1), low=1)
-    filters = _num(ctx, layer, "filters", cfg.get("filters"), low=1)
-    use_bias = _opt(ctx, layer, "use_bias", cfg.get("use_bias", True), _BOOLS)
-    for what, count in (("filters", filters), ("input channels", c)):
-        if count is not None and count % groups:
-            raise ctx.err(layer, f"{what} {count} are not a multiple of groups={groups}")
-    kernel_shape = (k, None if c is None else c // groups, filters)
-    expected = {"kernel": kernel_shape, "bias": (filters,)}
-    w = _weights(ctx, layer, src, expected if use_bias else {"kernel": kernel_shape})
-    kernel = w["kernel"]
+    groups, filters, kernel, bias = _conv_weights(ctx, layer, src, (k,), c)
+    use_bias = bias is not None
     conv = nn.Conv1d(kernel.shape[1] * groups, filters, k, s, 0, d, groups, bias=use_bias)
     with torch.no_grad():
         conv.weight.copy_(_tensor(kernel.transpose(2, 1, 0)))
         if use_bias:
-            conv.bias.copy_(_tensor(w["bias"]))
-    mods: list[tuple[str, nn.Module]] = [(layer.name, SequenceConv(conv, padding))]
-    act = _activation(ctx, layer, cfg.get("activation"), 2)
-    if act is not None:
-        mods.append((f"{layer.name}_{type(act).__name__.lower()}", act))
+            conv.bias.copy_(_tensor(bias))
+    mods = _with_activation(ctx, layer, [(layer.name, SequenceConv(conv, padding))], 2)
     return mods, (_seq_out(ctx, layer, t, k, s, d, padding), filters)
 
 
