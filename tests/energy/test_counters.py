@@ -210,7 +210,20 @@ def test_attention_products_are_counted_as_digital_macs():
     for m in (model, nvmsim.convert(model, AnalogConfig())):
         c = count_ops(m, torch.zeros(3, 1, 28, 28))
         assert c.digital_macs == 2 * 2 * 28 * 28 * 64  # per sample: 2 layers x (QK^T + AV)
-        names = [x.name for x in c]
-        assert sum("self_attn" in n for n in names) == (8 if m is not model else 0)
+        names = [x.name for x in c]  # q, k, v, out of both layers, digital or converted
+        assert sum("self_attn" in n for n in names) == 8
     report = report_from_counts(c)
     assert report.total_pj == pytest.approx(report.vmm_pj + report.neuron_pj + 5.0 * c.digital_macs)
+
+
+def test_torch_recurrent_layers_are_counted_per_matrix():
+    """A plain nn.LSTM is counted as its analog twin reads it: the input matrix once per
+    step of every sequence, the recurrent matrix once per step."""
+    model = nvmsim.models.build("lstm_rows", hidden=16)
+    digital, analog = (count_ops(m, torch.zeros(2, 1, 28, 28))
+                       for m in (model, nvmsim.convert(model, AnalogConfig())))  # fmt: skip
+    assert [x.name for x in digital] == ["rnn.arrays.ih_l0", "rnn.arrays.hh_l0", "head"]
+    assert digital.totals == analog.totals
+    assert (
+        digital["rnn.arrays.hh_l0"].reads == 28 and digital["rnn.arrays.ih_l0"].macs == 28 * 28 * 64
+    )

@@ -37,7 +37,6 @@ A convolution depends on ``conv_mapping``:
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -50,6 +49,7 @@ from torch import nn
 from nvmsim.config import AnalogConfig
 from nvmsim.nn.activations import BoundedReLU, NoisyActivation
 from nvmsim.nn.base import AnalogMixin
+from nvmsim.nn.convert import convert
 from nvmsim.nn.owned import OwnedMatrix
 
 ConvMapping = Literal["im2col", "unrolled", "toeplitz"]
@@ -415,11 +415,16 @@ def count_ops(
 
     The pass runs on a copy of the model, so counting leaves no trace: no read-noise draws,
     no converter-range calibration, no change of the training flag. ``config`` is the mapping
-    assumed for plain ``nn.Linear`` / ``nn.Conv2d`` layers (analog layers use their own).
+    assumed for plain ``nn.Linear`` / ``nn.Conv2d`` layers (analog layers use their own); torch
+    recurrent and attention layers in the copy are put on arrays with it, so each of their
+    matrices is counted as the analog layer would read it.
     """
     if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] < 1:
         raise ValueError("x must be a tensor with a leading batch dimension of at least 1")
-    work = copy.deepcopy(model).eval()
+    # recurrent and attention layers are counted per matrix: map the torch ones onto arrays
+    # (plain linears and convolutions are counted as they are, with ``config``'s mapping)
+    plain = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    work = convert(model, config, exclude=plain, on_unconverted="ignore").eval()
     with torch.no_grad(), OpCounter(work, conv_mapping, config) as counter:
         work(x)
     return counter.result(batch=int(x.shape[0]))
