@@ -74,6 +74,11 @@ def render_table(report: EnergyReport) -> Table:
             _n(report.counts.other_activations), "", format_energy(report.other_neuron_pj),
             format_energy(report.other_neuron_pj),
         )  # fmt: skip
+    if report.digital_pj:
+        table.add_row(
+            f"(attention products, digital at {report.gpu_pj_per_mac:g} pJ/MAC)", "", "", "",
+            "", "", _n(report.counts.digital_macs), "", "", "", format_energy(report.digital_pj),
+        )  # fmt: skip
     adc_total = totals["adc_all_columns" if tech.adc_all_columns else "adc_conversions"]
     table.add_section()
     table.add_row(
