@@ -30,7 +30,8 @@ sequences ``SimpleRNN`` (tanh / relu), ``LSTM``, ``GRU`` (``reset_after`` True: 
 ``nn.GRU``; False: :class:`~nvmsim.nn.reset_gru.ResetBeforeGRU`), each with
 ``return_sequences`` and ``go_backwards``, ``Bidirectional`` (merge concat / sum / mul / ave),
 ``Conv1D`` (valid / same / causal), ``MaxPooling1D``, ``AveragePooling1D``,
-``GlobalAveragePooling1D``, ``GlobalMaxPooling1D`` and ``Embedding``. Anything else raises
+``GlobalAveragePooling1D``, ``GlobalMaxPooling1D``, ``ZeroPadding1D``, ``SpatialDropout1D``,
+``BatchNormalization`` over the channels, and ``Embedding``. Anything else raises
 :class:`KerasImportError` naming the layer and its type. Recurrent layers become torch's own
 (batch first), so :func:`nvmsim.convert` puts them on crossbars; paper 000's RNN --
 ``SimpleRNN(D, activation="relu")`` over ``(t, M/t)`` inputs, then a ``Dense`` -- is read as a
@@ -111,6 +112,7 @@ from nvmsim.io.keras_format import (
 )
 from nvmsim.io.keras_modules import (
     AvgPool2dSame,
+    ChannelsLast,
     ChannelsLastFlatten,
     KerasRecurrent,
     KerasReshape,
@@ -347,11 +349,11 @@ def _build_batchnorm(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     cfg = layer.config
     rank = None if shape is None else len(shape)
     (axis,) = _num(ctx, layer, "axis", cfg.get("axis", -1), n=1)
-    if rank is None or axis not in (-1, rank) or rank not in (1, 3):
+    if rank is None or axis not in (-1, rank) or rank not in (1, 2, 3):
         raise ctx.err(
             layer,
             f"axis={cfg.get('axis')!r} on input shape {shape} is not supported "
-            "(the last axis of a vector or an image)",
+            "(the last axis of a vector, a sequence or an image)",
         )
     center = _opt(ctx, layer, "center", cfg.get("center", True), _BOOLS)
     scale = _opt(ctx, layer, "scale", cfg.get("scale", True), _BOOLS)
@@ -370,7 +372,7 @@ def _build_batchnorm(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
         bn.bias.copy_(_tensor(w["beta"]) if center else torch.zeros(c))
         bn.running_mean.copy_(_tensor(w["moving_mean"]))
         bn.running_var.copy_(_tensor(w["moving_variance"]))
-    return [(layer.name, bn)], shape
+    return [(layer.name, ChannelsLast(bn) if rank == 2 else bn)], shape
 
 
 def _build_activation_layer(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
@@ -416,9 +418,9 @@ def _build_activation_layer(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
 
 
 def _build_dropout(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
-    if layer.class_name in ("Dropout", "SpatialDropout2D"):
+    if layer.class_name in ("Dropout", "SpatialDropout1D", "SpatialDropout2D"):
         rate = _num(ctx, layer, "rate", layer.config.get("rate", 0.0), low=0, high=1, integer=False)
-        drop = nn.Dropout if layer.class_name == "Dropout" else nn.Dropout2d
+        drop = nn.Dropout2d if layer.class_name == "SpatialDropout2D" else nn.Dropout
         return [(layer.name, drop(rate))], shape
     return [(layer.name, nn.Identity())], shape  # noise/regularisers: identity at inference
 
@@ -447,6 +449,7 @@ _BUILDERS: dict[str, Callable] = {
     "ELU": _build_activation_layer,
     "Softmax": _build_activation_layer,
     "Dropout": _build_dropout,
+    "SpatialDropout1D": _build_dropout,
     "SpatialDropout2D": _build_dropout,
     "AlphaDropout": _build_dropout,
     "GaussianNoise": _build_dropout,

@@ -15,6 +15,7 @@ from torch import nn
 __all__ = [
     "AvgPool2dSame",
     "ChannelLayerNorm",
+    "ChannelsLast",
     "ChannelsLastFlatten",
     "KerasBidirectional",
     "KerasRecurrent",
@@ -22,6 +23,7 @@ __all__ = [
     "SamePad2d",
     "SequenceConv",
     "SequenceGlobalPool",
+    "SequencePad",
     "SequencePool",
     "TokenEmbedding",
 ]
@@ -216,3 +218,28 @@ class KerasReshape(nn.Module):
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}"
+
+
+class ChannelsLast(nn.Module):
+    """A channels-first torch module (``BatchNorm1d``) applied to ``(N, T, C)`` sequences."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.transpose(1, 2)).transpose(1, 2)
+
+
+class SequencePad(nn.Module):
+    """Keras ``ZeroPadding1D``: zeros before and after the time axis of ``(N, T, C)``."""
+
+    def __init__(self, left: int, right: int) -> None:
+        super().__init__()
+        self.left, self.right = left, right
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (0, 0, self.left, self.right))
+
+    def extra_repr(self) -> str:
+        return f"left={self.left}, right={self.right}"

@@ -40,6 +40,7 @@ from nvmsim.io.keras_modules import (
     KerasReshape,
     SequenceConv,
     SequenceGlobalPool,
+    SequencePad,
     SequencePool,
     TokenEmbedding,
 )
@@ -209,6 +210,13 @@ def _build_global_pool1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     return [(layer.name, SequenceGlobalPool(kind, keep))], ((1, c) if keep else (c,))
 
 
+def _build_zero_padding1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
+    t, c = _sequence(ctx, layer, shape)
+    left, right = _num(ctx, layer, "padding", layer.config.get("padding", 1), low=0,
+                       high=_MAX_WINDOW, n=2)  # fmt: skip
+    return [(layer.name, SequencePad(left, right))], (None if t is None else t + left + right, c)
+
+
 def _build_embedding(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     cfg = layer.config
     n = _num(ctx, layer, "input_dim", cfg.get("input_dim"), low=1, high=1 << 31)
@@ -292,6 +300,7 @@ SEQUENCE_BUILDERS = {
     "GlobalAvgPool1D": _build_global_pool1d,
     "GlobalMaxPooling1D": _build_global_pool1d,
     "GlobalMaxPool1D": _build_global_pool1d,
+    "ZeroPadding1D": _build_zero_padding1d,
     "Embedding": _build_embedding,
     "LayerNormalization": _build_layernorm,
     "Reshape": _build_reshape,
