@@ -13,7 +13,7 @@ from nvmsim.config import AnalogConfig, ConfigError, validate
 from nvmsim.data.registry import DATASETS
 from nvmsim.studies.scenarios import scenario_for
 from nvmsim.studies.schema import DataSpec, ScenarioSpec, StudySpec, TrainSpec, axis_paths
-from nvmsim.studies.spec import RunSpec, train_tree
+from nvmsim.studies.spec import RunSpec, analog_tree, train_tree
 
 
 def canonical(obj: Any) -> str:
@@ -130,9 +130,7 @@ def resolve(
         raise ValueError(f"sigma_neu needs training, but model {label!r} is loaded from a file")
     # Validate every part now, so that a bad value fails before anything runs.
     where = f"{source}: sweep point {point}"
-    tree["analog"] = validate(AnalogConfig, tree["analog"], f"{where}: analog").model_dump(
-        mode="json"
-    )
+    tree["analog"] = analog_tree(validate(AnalogConfig, tree["analog"], f"{where}: analog"))
     tree["scenario"] = validate(ScenarioSpec, tree["scenario"], f"{where}: scenario").model_dump()
     tree["train"] = train_tree(validate(TrainSpec, tree["train"], f"{where}: train"))
     tree["data"] = validate(DataSpec, tree["data"], f"{where}: data").model_dump()
