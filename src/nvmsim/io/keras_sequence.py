@@ -191,6 +191,48 @@ def _build_conv1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     return mods, (_seq_out(ctx, layer, t, k, s, d, padding), filters)
 
 
+def _build_depthwise1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
+    """``DepthwiseConv1D`` and ``SeparableConv1D`` (a depthwise then a pointwise convolution):
+    output channel ``c*M + m`` is input channel ``c`` through multiplier ``m``, as in Keras."""
+    cfg = layer.config
+    _check_channels_last(ctx, layer)
+    separable = layer.class_name.startswith("Separable")
+    t, c = _sequence(ctx, layer, shape)
+    k = _window1(ctx, layer, "kernel_size", None)
+    s = _window1(ctx, layer, "strides", 1)
+    d = _window1(ctx, layer, "dilation_rate", 1)
+    padding = _opt(ctx, layer, "padding", cfg.get("padding", "valid"), _PADDINGS)
+    mult = _num(ctx, layer, "depth_multiplier", cfg.get("depth_multiplier", 1), low=1)
+    use_bias = _opt(ctx, layer, "use_bias", cfg.get("use_bias", True), _BOOLS)
+    cm = None if c is None else c * mult
+    if separable:
+        filters = _num(ctx, layer, "filters", cfg.get("filters"), low=1)
+        expected = {"depthwise_kernel": (k, c, mult), "pointwise_kernel": (1, cm, filters)}
+        if use_bias:
+            expected["bias"] = (filters,)
+    else:
+        expected = {"kernel": (k, c, mult), **({"bias": (cm,)} if use_bias else {})}
+    w = _weights(ctx, layer, src, expected)
+    kernel = w["depthwise_kernel" if separable else "kernel"]
+    c, cm = kernel.shape[1], kernel.shape[1] * mult
+    depth = nn.Conv1d(c, cm, k, s, 0, d, groups=c, bias=use_bias and not separable)
+    mods: list[tuple[str, nn.Module]] = []
+    with torch.no_grad():
+        depth.weight.copy_(_tensor(kernel.reshape(k, cm).T[:, None, :]))
+        name = f"{layer.name}_depthwise" if separable else layer.name
+        mods.append((name, SequenceConv(depth, padding)))
+        last = depth
+        if separable:
+            point = w["pointwise_kernel"][0]  # (C*M, filters)
+            last = nn.Conv1d(cm, point.shape[1], 1, bias=use_bias)
+            last.weight.copy_(_tensor(point.T[:, :, None]))
+            mods.append((layer.name, SequenceConv(last, "valid")))
+        if use_bias:
+            last.bias.copy_(_tensor(w["bias"]))
+    out_c = last.out_channels
+    return _with_activation(ctx, layer, mods, 2), (_seq_out(ctx, layer, t, k, s, d, padding), out_c)
+
+
 def _build_pool1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     _check_channels_last(ctx, layer)
     t, c = _sequence(ctx, layer, shape)
@@ -292,6 +334,9 @@ SEQUENCE_BUILDERS = {
     "Bidirectional": _build_bidirectional,
     "Conv1D": _build_conv1d,
     "Convolution1D": _build_conv1d,
+    "DepthwiseConv1D": _build_depthwise1d,
+    "SeparableConv1D": _build_depthwise1d,
+    "SeparableConvolution1D": _build_depthwise1d,
     "MaxPooling1D": _build_pool1d,
     "MaxPool1D": _build_pool1d,
     "AveragePooling1D": _build_pool1d,
