@@ -29,7 +29,8 @@ same, strides, dilation, groups), ``DepthwiseConv2D`` (``depth_multiplier``),
 sequences ``SimpleRNN`` (tanh / relu), ``LSTM``, ``GRU`` (``reset_after`` True: torch's
 ``nn.GRU``; False: :class:`~nvmsim.nn.reset_gru.ResetBeforeGRU`), each with
 ``return_sequences`` and ``go_backwards``, ``Bidirectional`` (merge concat / sum / mul / ave),
-``Conv1D`` (valid / same / causal), ``DepthwiseConv1D``, ``SeparableConv1D``, ``MaxPooling1D``, ``AveragePooling1D``,
+``Conv1D`` (valid / same / causal), ``DepthwiseConv1D``, ``SeparableConv1D``,
+``MaxPooling1D``, ``AveragePooling1D``,
 ``GlobalAveragePooling1D``, ``GlobalMaxPooling1D``, ``ZeroPadding1D``, ``SpatialDropout1D``,
 ``BatchNormalization`` over the channels, and ``Embedding``. Anything else raises
 :class:`KerasImportError` naming the layer and its type. Recurrent layers become torch's own
