@@ -141,3 +141,13 @@ def test_bidirectional_halves_are_separate_crossbars():
     fwd, bwd = bidi.forward_layer.rnn, bidi.backward_layer.rnn
     assert type(fwd).__name__ == type(bwd).__name__ == "AnalogLSTM"
     assert not torch.equal(fwd.weight_ih_l0, bwd.weight_ih_l0)
+
+
+def test_reshaped_input_reads_images_of_the_declared_size():
+    model = load_keras(FIXTURES / "seq_lstm.h5")
+    assert model.input_shape == (6, 5)
+    x = torch.from_numpy(np.load(FIXTURES / "seq_lstm_x.npy"))
+    with torch.no_grad():
+        torch.testing.assert_close(model.reshaped_input()(x.reshape(3, 1, 6, 5)), model(x))
+    cnn = load_keras(FIXTURES / "cnn.h5")
+    assert cnn.input_shape == (8, 7, 2) and cnn.reshaped_input() is cnn  # NCHW already

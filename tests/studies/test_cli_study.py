@@ -208,3 +208,21 @@ def test_a_keras_mosaics_rnn_runs_in_a_study(tmp_path):
         acc = {r["axis.sigma_syn"]: float(r["accuracy_pct"]) for r in csv.DictReader(fh)}
     assert len(acc) == 2 and all(0 <= a <= 100 for a in acc.values())
     assert acc["0.0"] != acc["0.5"]  # the core is read on noisy crossbars
+
+
+def test_a_keras_model_without_flatten_reads_the_dataset_images(tmp_path):
+    """A Keras MLP declared on (64,) inputs runs on 8x8 digits: the runner reshapes."""
+    import numpy as np
+
+    from tests.io import keras_writer as kw
+
+    rng = np.random.default_rng(0)
+    dense = kw.dense("dense", rng.standard_normal((64, 10)).astype("float32"), np.zeros(10, "f4"))
+    kw.write_legacy_h5(tmp_path / "mlp.h5", [dense], (64,))
+    study = tmp_path / "s.toml"
+    study.write_text(
+        'name = "s"\n[models.m]\nkeras = "mlp.h5"\n[data]\ndataset = "digits"\n'
+        "[sweep]\nsigma_syn = [0.0]\n"
+    )
+    res = runner.invoke(app, ["run", str(study), "--store", str(tmp_path / "s.sqlite"), "--quiet"])
+    assert res.exit_code == 0, res.output

@@ -124,7 +124,7 @@ from nvmsim.io.keras_sequence import SEQUENCE_BUILDERS
 from nvmsim.nn.activations import BoundedReLU
 from nvmsim.nn.mosaics import MosaicsRNN
 
-__all__ = ["ChannelsLastFlatten", "KerasImportError", "load_keras"]
+__all__ = ["ChannelsLastFlatten", "KerasImportError", "KerasModel", "load_keras"]
 
 
 def _build_dense(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
@@ -460,6 +460,23 @@ _BUILDERS: dict[str, Callable] = {
 }
 
 
+class KerasModel(nn.Sequential):
+    """The translated layers; ``input_shape`` is the per-sample input Keras declares (its
+    order: (T, C) for sequences, (H, W, C) for images; None where unknown)."""
+
+    input_shape: tuple | None = None
+
+    def reshaped_input(self) -> nn.Sequential:
+        """This model behind a reshape of each sample to its declared vector or sequence
+        shape, so that it reads images of the same size (a study's ``(N, 1, 28, 28)`` MNIST
+        for an LSTM over ``(28, 28)`` or an MLP over ``(784,)``). Image models are returned
+        as they are (NCHW input already)."""
+        s = self.input_shape
+        if s is None or len(s) not in (1, 2) or any(v is None for v in s):
+            return self
+        return nn.Sequential(KerasReshape(tuple(s)), self)
+
+
 def _as_mosaics(mods: list[tuple[str, nn.Module]], shape: tuple | None) -> list:
     """Paper 000's RNN in Keras form -- ``SimpleRNN(D, relu)`` over ``(t, M/t)`` (optionally
     after a ``Reshape``), then ``Dense`` -- as :class:`MosaicsRNN`: one core array of
@@ -494,7 +511,7 @@ def _as_mosaics(mods: list[tuple[str, nn.Module]], shape: tuple | None) -> list:
     return [("mosaics_rnn", net), *mods[len(mods) - len(tail) :]]
 
 
-def _translate(path: str, model_config: Any, source, drop_softmax: bool) -> nn.Sequential:
+def _translate(path: str, model_config: Any, source, drop_softmax: bool) -> KerasModel:
     entries, model_shape = _chain(path, model_config)
     layers = _layers(path, entries)
     shape = _input_shape(path, layers, model_shape)
@@ -524,7 +541,8 @@ def _translate(path: str, model_config: Any, source, drop_softmax: bool) -> nn.S
     ctx.modules = _as_mosaics(ctx.modules, model_input)
     if drop_softmax and ctx.modules and isinstance(ctx.modules[-1][1], nn.Softmax):
         ctx.modules.pop()
-    model = nn.Sequential()
+    model = KerasModel()
+    model.input_shape = model_input
     for name, mod in ctx.modules:
         base = re.sub(r"\W", "_", name) or "layer"
         unique, i = base, 1
@@ -534,7 +552,7 @@ def _translate(path: str, model_config: Any, source, drop_softmax: bool) -> nn.S
     return model.eval()
 
 
-def load_keras(path: str | os.PathLike, drop_softmax: bool = False) -> nn.Sequential:
+def load_keras(path: str | os.PathLike, drop_softmax: bool = False) -> KerasModel:
     """Read a Keras ``.keras`` or legacy ``.h5`` model into an ``nn.Sequential`` (eval mode).
 
     Image models take NCHW input (the transpose of Keras's NHWC) and compute what Keras
@@ -552,7 +570,7 @@ def load_keras(path: str | os.PathLike, drop_softmax: bool = False) -> nn.Sequen
         return _load(p, drop_softmax)
 
 
-def _load(p: str, drop_softmax: bool) -> nn.Sequential:
+def _load(p: str, drop_softmax: bool) -> KerasModel:
     if zipfile.is_zipfile(p):
         config, weights_bytes = _open_keras_zip(p)
         try:

@@ -42,7 +42,7 @@ def build_model(run: RunSpec) -> nn.Module:
         return load_checkpoint(src.checkpoint)[0]
     from nvmsim.io.keras import load_keras
 
-    return load_keras(src.keras)
+    return load_keras(src.keras).reshaped_input()  # dataset images -> the declared input
 
 
 def trained_model(run: RunSpec, train_key: str, cache_dir: Path) -> nn.Module:
