@@ -211,7 +211,10 @@ class DeviceConfig(_Strict):
     drift_nu_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     drift_t0: float = Field(1.0, gt=0.0, allow_inf_nan=False)
     retention: RetentionConfig = RetentionConfig()
-    drift_compensation: bool = False
+    #: True or "global": one gain per tile (Joshi et al. 2020); "column": one per physical
+    #: column; "array": one per array (row block x column block), each from an all-ones
+    #: calibration read right after programming and again at read time
+    drift_compensation: bool | Literal["global", "column", "array"] = False
     stuck_at_gmin: float = Field(0.0, ge=0.0, le=1.0)
     stuck_at_gmax: float = Field(0.0, ge=0.0, le=1.0)
     dead_rows: float = Field(0.0, ge=0.0, le=1.0)

@@ -85,7 +85,7 @@ def saved(tmp_path):
 
 
 @pytest.mark.parametrize("calibrate", [True, False])
-@pytest.mark.parametrize("compensate", [False, True])
+@pytest.mark.parametrize("compensate", [False, True, "column", "array"])
 def test_round_trip_reads_bit_identically(tmp_path, calibrate, compensate):
     cfg = CFG.model_copy(
         update={"device": CFG.device.model_copy(update={"drift_compensation": compensate})}

@@ -49,7 +49,7 @@ from nvmsim.devices import faults, levels, noise
 #: Programmed state: buffers that define one chip instance (saved by ``nvmsim.nn.chip``).
 STATE = (
     "g0", "g_ref0", "range_factor", "range_factor_ref", "dead", "dead_ref", "nu", "nu_ref",
-    "dac_range", "adc_range",
+    "dac_range", "adc_range", "cal_local", "cal_local_ref",
 )  # fmt: skip
 #: Scalars of the programmed state.
 SCALARS = ("wmax", "scale", "time", "cal0")
@@ -66,6 +66,7 @@ _DERIVED = frozenset({
     "g", "g_ref", "_bounds", "_bounds_ref", "noisy", "compensation", "w_mean", "w_var",
     "var_const", "ref_var", "_rw_mean", "_rb_mean", "_rw_var", "_rb_var", "_rw_ref", "_rb_ref",
     "_blocks_cache", "time", "wmax", "scale", "cols", "rows", "cal0", "programmed",
+    "_alpha", "_alpha_ref",
 })  # fmt: skip
 
 
@@ -281,6 +282,7 @@ class AnalogTile(nn.Module):
                     shape, dev.drift_nu, dev.drift_nu_std, generator, **kw
                 )
         self.dac_range = self.adc_range = None
+        self.cal_local = self.cal_local_ref = None
         self.cal0 = None
         self.programmed = True
         self.drift_to(0.0)
@@ -461,24 +463,31 @@ class AnalogTile(nn.Module):
             v = self._mask(v, "dead") if self.noisy else None
         else:
             m, v = self.g, None
-        var = None if v is None else v.sum(0)
-        ref_var = rm = None
+        ref_var = rm = rv = None
         if self.g_ref is not None:
             if effects:
                 rm, rv = self._moments(self.g_ref, self._bounds_ref)
                 rm = self._mask(rm, "dead_ref")
-                if self.noisy:
-                    ref_var = self._mask(rv, "dead_ref") * self.scale**2
+                rv = self._mask(rv, "dead_ref") if self.noisy else None
             else:
                 rm = self.g_ref
         if self.config.crossbar.parasitics:
             m, rm = self._with_ir_drop(m, rm)
+        self._alpha = self._alpha_ref = None
+        if dev.drift_compensation in ("column", "array"):
+            self._alpha, self._alpha_ref = a, a_ref = self._local_compensation(m, rm)
+            m, v = m * a, (None if v is None else v * a.square())
+            if rm is not None:
+                rm, rv = rm * a_ref, (None if rv is None else rv * a_ref.square())
+        var = None if v is None else v.sum(0)
+        if rv is not None:
+            ref_var = rv * self.scale**2
         mean = m[0] - m[1] if m.shape[0] == 2 else m[0]
         if rm is not None:
             mean = mean - self.expand_ref(rm)
         mean = mean * self.scale
         self.compensation = 1.0
-        if dev.drift_compensation:
+        if dev.drift_compensation in (True, "global"):
             self.compensation = alpha = self._drift_compensation(mean)
             if alpha != 1.0:
                 mean = mean * alpha
@@ -526,6 +535,52 @@ class AnalogTile(nn.Module):
         if self.cal0 is None:
             self.cal0 = c
         return self.cal0 / c if c > 0 and self.cal0 > 0 else 1.0
+
+    def _local_compensation(
+        self, m: torch.Tensor, rm: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-column or per-array drift compensation: each physical column (``"column"``)
+        or each array (``"array"``: the columns of one row block x column block, its
+        reference column included) is read with an all-ones input right after programming and
+        again now; its conductances are scaled by the ratio of the two currents (1 where a
+        current is 0). The calibration reads are the expected (noise-free) reads. Returns the
+        factors for ``m`` (stacks, G, rows | 1, cols) and for the reference ``rm``."""
+        per_array = self.config.device.drift_compensation == "array"
+        if per_array:
+            rb = torch.zeros(self.rows, dtype=torch.long, device=m.device)
+            for j, (s, e) in enumerate(self.partition()):
+                rb[s : min(e, self.rows)] = j
+            cb = torch.arange(self.cols, device=m.device) // self.config.crossbar.tile_cols
+            nb_r, nb_c = self.row_blocks, self.col_blocks
+
+            def array_sums(t: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+                """(..., rows, c) -> sums per (row block, column block): (..., nb_r, nb_c)."""
+                idx = (rb[:, None] * nb_c + cols[None, :]).expand(t.shape[-2:]).reshape(-1)
+                flat = t.double().reshape(*t.shape[:-2], -1)
+                out = flat.new_zeros(*t.shape[:-2], nb_r * nb_c).index_add_(-1, idx, flat)
+                return out.view(*t.shape[:-2], nb_r, nb_c)
+
+            now = array_sums(m, cb)  # (stacks, G, nb_r, nb_c)
+            if rm is not None:  # the reference column belongs to its array
+                now = now + array_sums(rm, torch.arange(rm.shape[-1], device=m.device))
+            now_ref = None
+        else:
+            now = m.double().sum(-2, keepdim=True)  # (stacks, G, 1, cols)
+            now_ref = None if rm is None else rm.double().sum(-2, keepdim=True)
+        if self.cal_local is None:  # stored in the tile's dtype: a saved chip reads the same
+            self.cal_local = now.to(m.dtype)
+            self.cal_local_ref = None if now_ref is None else now_ref.to(m.dtype)
+
+        def ratio(cal: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+            cal = cal.double()
+            return torch.where(cur > 0, cal / cur.clamp_min(1e-300), torch.ones_like(cur))
+
+        a = ratio(self.cal_local, now)
+        if per_array:  # back to every device: (stacks, G, rows, cols), references (G, rows, nb)
+            a_ref = None if rm is None else a[0][..., rb, :].to(m.dtype)
+            return a[..., rb, :][..., cb].to(m.dtype), a_ref
+        a_ref = None if rm is None else ratio(self.cal_local_ref, now_ref).to(m.dtype)
+        return a.to(m.dtype), a_ref
 
     def _with_ir_drop(
         self, m: torch.Tensor, ref: torch.Tensor | None
@@ -895,9 +950,13 @@ class AnalogTile(nn.Module):
             xc = rows[start : start + per]
             n = xc.shape[0]
             g = self._sample_devices(self.g, n, self._bounds, "dead", generator)
+            if self._alpha is not None:  # per-column / per-array drift compensation
+                g = g * self._alpha
             w = (g * signs).sum(1)  # (n, G, rows, cols)
             if self.g_ref is not None:
                 r = self._sample_devices(self.g_ref, n, self._bounds_ref, "dead_ref", generator)
+                if self._alpha_ref is not None:
+                    r = r * self._alpha_ref
                 w = w - self.expand_ref(r)
             w = w * (self.scale * self.compensation)
             if per_array:

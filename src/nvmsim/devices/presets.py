@@ -172,5 +172,7 @@ def summary(dev) -> dict[str, str]:
         "read noise": "; ".join(read) or "-",
         "drift / retention": "; ".join(time) or "-",
         "variability / faults": "; ".join(faults) or "-",
-        "drift comp.": "yes" if dev.drift_compensation else "no",
+        "drift comp.": {True: "global", False: "no"}.get(
+            dev.drift_compensation, dev.drift_compensation
+        ),
     }

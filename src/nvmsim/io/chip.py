@@ -138,7 +138,7 @@ def _tile_state(
     for b in STATE:
         key = f"{_TILE}{name}/{b}"
         mine = getattr(tile, b)
-        calibrated = b in ("dac_range", "adc_range")
+        calibrated = b in ("dac_range", "adc_range", "cal_local", "cal_local_ref")
         if key not in tensors:
             if mine is not None and not calibrated:
                 raise ChipError(f"{path}: layer {name!r} lacks its {b!r}")
