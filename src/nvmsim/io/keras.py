@@ -94,6 +94,7 @@ from nvmsim.io.keras_format import (
     _conv_out,
     _conv_weights,
     _Ctx,
+    _depthwise_weights,
     _input_shape,
     _is_int,
     _Keras3Weights,
@@ -210,54 +211,23 @@ def _build_conv2d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     return _with_activation(ctx, layer, mods, 3), (*out_hw, filters)
 
 
-def _depthwise_weight(kernel: np.ndarray) -> torch.Tensor:
-    """Keras's depthwise kernel (kh, kw, C, M) as a grouped torch weight (C*M, 1, kh, kw):
-    output channel ``c*M + m`` is input channel ``c`` through multiplier ``m``, as in Keras."""
-    kh, kw, c, m = kernel.shape
-    return _tensor(kernel.reshape(kh, kw, c * m).transpose(2, 0, 1)[:, None])
-
-
 def _build_depthwise(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
     """``DepthwiseConv2D`` and ``SeparableConv2D`` (a depthwise then a 1x1 convolution)."""
-    cfg = layer.config
-    separable = layer.class_name.startswith("Separable")
     k, s, d, padding, (h, wd, c), out_hw = _conv_geometry(ctx, layer, shape)
-    mult = _num(ctx, layer, "depth_multiplier", cfg.get("depth_multiplier", 1), low=1)
-    use_bias = _opt(ctx, layer, "use_bias", cfg.get("use_bias", True), _BOOLS)
-    cm = None if c is None else c * mult
-    if separable:
-        filters = _num(ctx, layer, "filters", cfg.get("filters"), low=1)
-        expected = {
-            "depthwise_kernel": (*k, c, mult),
-            "pointwise_kernel": (1, 1, cm, filters),
-            "bias": (filters,),
-        }
-        depth_key = "depthwise_kernel"
-    else:
-        filters = cm
-        expected = {"kernel": (*k, c, mult), "bias": (cm,)}
-        depth_key = "kernel"
-    if not use_bias:
-        del expected["bias"]
-    w = _weights(ctx, layer, src, expected)
-    kernel = w[depth_key]
-    c, cm = kernel.shape[2], kernel.shape[2] * mult
-    name = f"{layer.name}_depthwise" if separable else layer.name
-    mods = _conv2d_modules(name, c, cm, k, s, d, c, padding, h, wd, use_bias and not separable)
-    depth = mods[-1][1]
+    c, depth, point, bias = _depthwise_weights(ctx, layer, src, k, c)
+    cm, has_bias = depth.shape[0], bias is not None
+    name = layer.name if point is None else f"{layer.name}_depthwise"
+    mods = _conv2d_modules(name, c, cm, k, s, d, c, padding, h, wd, has_bias and point is None)
+    last = mods[-1][1]
     with torch.no_grad():
-        depth.weight.copy_(_depthwise_weight(kernel))
-        if separable:
-            point = w["pointwise_kernel"]
-            filters = point.shape[3]
-            conv = nn.Conv2d(cm, filters, 1, bias=use_bias)
-            conv.weight.copy_(_tensor(point.transpose(3, 2, 0, 1)))
-            mods.append((layer.name, conv))
-        else:
-            conv = depth
-        if use_bias:
-            conv.bias.copy_(_tensor(w["bias"]))
-    return _with_activation(ctx, layer, mods, 3), (*out_hw, filters)
+        last.weight.copy_(depth)
+        if point is not None:
+            last = nn.Conv2d(cm, point.shape[0], 1, bias=has_bias)
+            last.weight.copy_(point)
+            mods.append((layer.name, last))
+        if has_bias:
+            last.bias.copy_(bias)
+    return _with_activation(ctx, layer, mods, 3), (*out_hw, last.out_channels)
 
 
 def _build_pool(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):

@@ -639,3 +639,38 @@ def _with_activation(ctx: _Ctx, layer: _Layer, mods: list, rank: int | None) -> 
     if act is not None:
         mods.append((f"{layer.name}_{type(act).__name__.lower()}", act))
     return mods
+
+
+def _depthwise_weights(ctx: _Ctx, layer: _Layer, src, window: tuple, c: int | None):
+    """A ``DepthwiseConv1D/2D`` or ``SeparableConv1D/2D``'s weights, checked, as torch
+    weights: ``(C, depthwise, pointwise, bias)``. The depthwise kernel ``(*window, C, M)``
+    becomes the grouped weight ``(C*M, 1, *window)``: output channel ``c*M + m`` is input
+    channel ``c`` through multiplier ``m``, as in Keras. The pointwise kernel (separable only,
+    else None) becomes ``(filters, C*M, 1, ...)``; the bias is None without one."""
+    cfg = layer.config
+    separable = layer.class_name.startswith("Separable")
+    mult = _num(ctx, layer, "depth_multiplier", cfg.get("depth_multiplier", 1), low=1)
+    use_bias = _opt(ctx, layer, "use_bias", cfg.get("use_bias", True), _BOOLS)
+    cm = None if c is None else c * mult
+    ones = (1,) * len(window)
+    if separable:
+        filters = _num(ctx, layer, "filters", cfg.get("filters"), low=1)
+        expected = {
+            "depthwise_kernel": (*window, c, mult),
+            "pointwise_kernel": (*ones, cm, filters),
+            "bias": (filters,),
+        }
+    else:
+        expected = {"kernel": (*window, c, mult), "bias": (cm,)}
+    if not use_bias:
+        del expected["bias"]
+    w = _weights(ctx, layer, src, expected)
+    kernel = w["depthwise_kernel" if separable else "kernel"]
+    c, cm = kernel.shape[-2], kernel.shape[-2] * kernel.shape[-1]
+    depth = np.moveaxis(kernel.reshape(*window, cm), -1, 0)[:, None]
+    point = None
+    if separable:
+        p = w["pointwise_kernel"]
+        point = _tensor(p.reshape(cm, p.shape[-1]).T.reshape(p.shape[-1], cm, *ones))
+    bias = w.get("bias")
+    return c, _tensor(depth), point, None if bias is None else _tensor(bias)

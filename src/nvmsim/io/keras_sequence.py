@@ -25,6 +25,7 @@ from nvmsim.io.keras_format import (
     _conv_out,
     _conv_weights,
     _Ctx,
+    _depthwise_weights,
     _is_int,
     _Layer,
     _num,
@@ -172,14 +173,19 @@ def _seq_out(ctx: _Ctx, layer: _Layer, t, k: int, s: int, d: int, padding: str):
         _conv_out(ctx, layer, t, k, s, d, "same" if padding == "causal" else padding))  # fmt: skip
 
 
-def _build_conv1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
-    cfg = layer.config
+def _geometry1d(ctx: _Ctx, layer: _Layer, shape: tuple | None, paddings: tuple):
+    """A 1-D convolution's input (T, C), kernel size, stride, dilation and padding, checked."""
     _check_channels_last(ctx, layer)
     t, c = _sequence(ctx, layer, shape)
     k = _window1(ctx, layer, "kernel_size", None)
     s = _window1(ctx, layer, "strides", 1)
     d = _window1(ctx, layer, "dilation_rate", 1)
-    padding = _opt(ctx, layer, "padding", cfg.get("padding", "valid"), (*_PADDINGS, "causal"))
+    padding = _opt(ctx, layer, "padding", layer.config.get("padding", "valid"), paddings)
+    return t, c, k, s, d, padding
+
+
+def _build_conv1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
+    t, c, k, s, d, padding = _geometry1d(ctx, layer, shape, (*_PADDINGS, "causal"))
     groups, filters, kernel, bias = _conv_weights(ctx, layer, src, (k,), c)
     use_bias = bias is not None
     conv = nn.Conv1d(kernel.shape[1] * groups, filters, k, s, 0, d, groups, bias=use_bias)
@@ -192,45 +198,23 @@ def _build_conv1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
 
 
 def _build_depthwise1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):
-    """``DepthwiseConv1D`` and ``SeparableConv1D`` (a depthwise then a pointwise convolution):
-    output channel ``c*M + m`` is input channel ``c`` through multiplier ``m``, as in Keras."""
-    cfg = layer.config
-    _check_channels_last(ctx, layer)
-    separable = layer.class_name.startswith("Separable")
-    t, c = _sequence(ctx, layer, shape)
-    k = _window1(ctx, layer, "kernel_size", None)
-    s = _window1(ctx, layer, "strides", 1)
-    d = _window1(ctx, layer, "dilation_rate", 1)
-    padding = _opt(ctx, layer, "padding", cfg.get("padding", "valid"), _PADDINGS)
-    mult = _num(ctx, layer, "depth_multiplier", cfg.get("depth_multiplier", 1), low=1)
-    use_bias = _opt(ctx, layer, "use_bias", cfg.get("use_bias", True), _BOOLS)
-    cm = None if c is None else c * mult
-    if separable:
-        filters = _num(ctx, layer, "filters", cfg.get("filters"), low=1)
-        expected = {"depthwise_kernel": (k, c, mult), "pointwise_kernel": (1, cm, filters)}
-        if use_bias:
-            expected["bias"] = (filters,)
-    else:
-        expected = {"kernel": (k, c, mult), **({"bias": (cm,)} if use_bias else {})}
-    w = _weights(ctx, layer, src, expected)
-    kernel = w["depthwise_kernel" if separable else "kernel"]
-    c, cm = kernel.shape[1], kernel.shape[1] * mult
-    depth = nn.Conv1d(c, cm, k, s, 0, d, groups=c, bias=use_bias and not separable)
-    mods: list[tuple[str, nn.Module]] = []
+    """``DepthwiseConv1D`` and ``SeparableConv1D`` (a depthwise then a pointwise convolution)."""
+    t, c, k, s, d, padding = _geometry1d(ctx, layer, shape, _PADDINGS)
+    c, depth, point, bias = _depthwise_weights(ctx, layer, src, (k,), c)
+    cm, has_bias = depth.shape[0], bias is not None
+    last = nn.Conv1d(c, cm, k, s, 0, d, groups=c, bias=has_bias and point is None)
+    name = layer.name if point is None else f"{layer.name}_depthwise"
+    mods: list[tuple[str, nn.Module]] = [(name, SequenceConv(last, padding))]
     with torch.no_grad():
-        depth.weight.copy_(_tensor(kernel.reshape(k, cm).T[:, None, :]))
-        name = f"{layer.name}_depthwise" if separable else layer.name
-        mods.append((name, SequenceConv(depth, padding)))
-        last = depth
-        if separable:
-            point = w["pointwise_kernel"][0]  # (C*M, filters)
-            last = nn.Conv1d(cm, point.shape[1], 1, bias=use_bias)
-            last.weight.copy_(_tensor(point.T[:, :, None]))
+        last.weight.copy_(depth)
+        if point is not None:
+            last = nn.Conv1d(cm, point.shape[0], 1, bias=has_bias)
+            last.weight.copy_(point)
             mods.append((layer.name, SequenceConv(last, "valid")))
-        if use_bias:
-            last.bias.copy_(_tensor(w["bias"]))
-    out_c = last.out_channels
-    return _with_activation(ctx, layer, mods, 2), (_seq_out(ctx, layer, t, k, s, d, padding), out_c)
+        if has_bias:
+            last.bias.copy_(bias)
+    out = (_seq_out(ctx, layer, t, k, s, d, padding), last.out_channels)
+    return _with_activation(ctx, layer, mods, 2), out
 
 
 def _build_pool1d(ctx: _Ctx, layer: _Layer, src, shape: tuple | None):

@@ -168,13 +168,14 @@ class AnalogMultiheadAttention(OwnedArrays, nn.MultiheadAttention):
         Returns the output (B, h, L, hd) and the attention weights (B, h, L, S)."""
         conv = self.config.converter
 
-        def dac(t: torch.Tensor) -> torch.Tensor:
-            bits = conv.dac_bits
+        def quantize(t: torch.Tensor, bits: int | None) -> torch.Tensor:
             return t if bits is None else quantize_symmetric(t, bits, calibrated_range(t, (-2, -1)))
 
+        def dac(t: torch.Tensor) -> torch.Tensor:
+            return quantize(t, conv.dac_bits)
+
         def adc(t: torch.Tensor) -> torch.Tensor:
-            bits = conv.adc_bits
-            return t if bits is None else quantize_symmetric(t, bits, calibrated_range(t, (-2, -1)))
+            return quantize(t, conv.adc_bits)
 
         scores = adc(dac(q) @ dac(k).transpose(-2, -1)) / math.sqrt(q.shape[-1])
         if mask is not None:
