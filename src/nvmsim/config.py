@@ -301,6 +301,10 @@ class CrossbarConfig(_Strict):
     weight_clip_percentile: float | None = Field(None, gt=0.0, le=100.0)
     bias: Literal["digital", "analog"] = "digital"
     conv_rows: Literal["channel", "packed"] = "channel"
+    #: bit slicing: each weight is a ``weight_slices * device.bits``-bit integer split over
+    #: ``weight_slices`` arrays of ``device.bits``-bit cells, each array read and digitised on
+    #: its own and the slices shifted and added digitally (Xiao et al. 2022; ISAAC)
+    weight_slices: int = Field(1, ge=1, le=16)
     r_row: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     r_col: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     r_access: float = Field(0.0, ge=0.0, allow_inf_nan=False)
@@ -310,6 +314,37 @@ class CrossbarConfig(_Strict):
     def parasitics(self) -> bool:
         """Whether wire resistance makes IR drop worth solving."""
         return self.r_row > 0 or self.r_col > 0 or self.r_access > 0
+
+
+class AdcModelConfig(_Strict):
+    """An ADC's architecture and errors (:mod:`nvmsim.crossbar.adc`; Spear et al. 2023).
+
+    ``gain_std`` is relative, ``offset_std`` and ``noise`` are in LSB; mismatch is drawn
+    once per chip instance (at programming), noise at every conversion. ``inl`` is a table of
+    LSB at evenly spaced points over the input range, ``inl_poly`` polynomial coefficients
+    (``c0 + c1 x + ...``, LSB) in the normalised input ``x`` in ``[-1, 1]``, ``dnl`` a table
+    of code-width errors (LSB) over the range whose running sum adds to the INL.
+    """
+
+    kind: Literal["uniform", "sar", "ramp"] = "uniform"
+    gain_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    offset_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    noise: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    capacitor_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    columns_per_adc: int = Field(1, ge=1)
+    inl: tuple[float, ...] = ()
+    inl_poly: tuple[float, ...] = ()
+    dnl: tuple[float, ...] = ()
+
+    @model_validator(mode="after")
+    def _finite_tables(self) -> AdcModelConfig:
+        for name in ("inl", "inl_poly", "dnl"):
+            values = getattr(self, name)
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"{name} must hold finite numbers")
+            if name != "inl_poly" and len(values) == 1:
+                raise ValueError(f"{name} is a table over the range: give at least 2 points")
+        return self
 
 
 class ConverterConfig(_Strict):
@@ -323,6 +358,20 @@ class ConverterConfig(_Strict):
     dac_range: float | Literal["auto"] = "auto"
     adc_bits: int | None = Field(None, ge=1, le=16)
     adc_range: float | Literal["auto"] = "auto"
+    #: ``"auto"`` ranges: the max of |x| (None) or this percentile over the calibration batch
+    adc_range_percentile: float | None = Field(None, gt=0.0, le=100.0)
+    #: one ADC range per array (all its columns) or per physical column
+    adc_range_per: Literal["array", "column"] = "array"
+    adc_model: AdcModelConfig = AdcModelConfig()
+    #: Gaussian noise on every array column's partial sum at every read, before the ADC
+    #: (std in partial-sum units; aihwkit's ``out_noise``)
+    output_noise: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    #: bit-serial inputs: the DAC code is applied this many bits per read, each read through
+    #: the ADC and the reads shifted and added digitally (None: all bits in one read)
+    input_bits_per_read: int | None = Field(None, ge=1, le=16)
+    #: inputs as two's-complement codes of a symmetric DAC, or unsigned codes over
+    #: ``[0, dac_range]`` (negative inputs clamp to 0: for inputs after a ReLU)
+    input_encoding: Literal["twos_complement", "unsigned"] = "twos_complement"
     #: attention's activation-by-activation products (``Q K^T``, ``A V``): exact digital
     #: arithmetic, or through converters of ``dac_bits`` / ``adc_bits`` (operands and results
     #: quantised, each over its own range per sequence and head)
@@ -334,6 +383,15 @@ class ConverterConfig(_Strict):
             value = getattr(self, name)
             if value != "auto" and not (value > 0 and value < float("inf")):
                 raise ValueError(f"{name} must be a positive finite number or 'auto'")
+        model = self.adc_model
+        if model != AdcModelConfig() and self.adc_bits is None:
+            raise ValueError("adc_model needs adc_bits (an ideal ADC has no model)")
+        if model.kind != "uniform" and self.adc_bits is not None and self.adc_bits < 2:
+            raise ValueError(f"a {model.kind} ADC needs adc_bits >= 2")
+        if self.input_bits_per_read is not None and self.dac_bits is None:
+            raise ValueError("input_bits_per_read needs dac_bits (the code to apply bit-serially)")
+        if self.input_encoding == "unsigned" and self.dac_bits is None:
+            raise ValueError("input_encoding = 'unsigned' needs dac_bits")
         return self
 
 
@@ -354,6 +412,27 @@ class AnalogConfig(_Strict):
                 "read_noise_mode = 'sample' does not solve IR drop per read; use 'moment' "
                 "with crossbar r_row / r_col / r_access"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _slicing(self) -> AnalogConfig:
+        k, dev = self.crossbar.weight_slices, self.device
+        if k > 1 and (dev.bits is None or dev.levels is not None or dev.level_spacing != "uniform"):
+            raise ValueError(
+                "crossbar.weight_slices > 1 needs device.bits (uniform levels per cell)"
+            )
+        if k > 1 and k * dev.bits > 24:
+            raise ValueError(
+                f"weight_slices * device.bits = {k * dev.bits} bits; at most 24 stay exact"
+            )
+        serial = self.converter.input_bits_per_read is not None
+        if (k > 1 or serial) and self.crossbar.bias == "analog":
+            raise ValueError(
+                "bit-sliced weights and bit-serial inputs keep the bias digital "
+                "(crossbar.bias = 'digital')"
+            )
+        if (k > 1 or serial) and self.crossbar.parasitics:
+            raise ValueError("bit-sliced and bit-serial reads do not solve IR drop; set r_* = 0")
         return self
 
     @model_validator(mode="before")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -32,8 +34,19 @@ def quantize_codes(
     return codes.clamp_(-steps, steps).round_(), lsb
 
 
-def calibrated_range(x: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:
-    """Range that just covers ``x`` (max |x|, over ``dims``); 1.0 where x is all zero."""
+def calibrated_range(
+    x: torch.Tensor, dims: tuple[int, ...] | None = None, percentile: float | None = None
+) -> torch.Tensor:
+    """Range that covers ``x``: max |x| over ``dims`` (all when None), or that percentile of
+    |x| (larger values saturate); 1.0 where it is zero."""
     a = x.detach().abs()
-    m = a.amax() if dims is None else a.amax(dim=dims, keepdim=True)
+    if percentile is not None:
+        keep = [d for d in range(a.dim()) if dims is not None and d not in dims]
+        flat = a.permute(*keep, *[d for d in range(a.dim()) if d not in keep])
+        flat = flat.reshape(*[a.shape[d] for d in keep], -1)
+        k = max(1, math.ceil(percentile / 100 * flat.shape[-1]))
+        m = flat.kthvalue(k, dim=-1).values
+        m = m.reshape([a.shape[d] if d in keep else 1 for d in range(a.dim())])
+    else:
+        m = a.amax() if dims is None else a.amax(dim=dims, keepdim=True)
     return torch.where(m > 0, m, torch.ones_like(m))

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from nvmsim.config import AnalogConfig
+from nvmsim.crossbar import adc as adc_models
 from nvmsim.crossbar import converters, mapping
 from nvmsim.crossbar.products import Product, row_partition
 from nvmsim.devices import drift as drift_fn
@@ -49,7 +50,7 @@ from nvmsim.devices import faults, levels, noise
 #: Programmed state: buffers that define one chip instance (saved by ``nvmsim.nn.chip``).
 STATE = (
     "g0", "g_ref0", "range_factor", "range_factor_ref", "dead", "dead_ref", "nu", "nu_ref",
-    "dac_range", "adc_range", "cal_local", "cal_local_ref",
+    "dac_range", "adc_range", "cal_local", "cal_local_ref", "adc_gain", "adc_offset", "adc_table",
 )  # fmt: skip
 #: Scalars of the programmed state.
 SCALARS = ("wmax", "scale", "time", "cal0")
@@ -66,7 +67,7 @@ _DERIVED = frozenset({
     "g", "g_ref", "_bounds", "_bounds_ref", "noisy", "compensation", "w_mean", "w_var",
     "var_const", "ref_var", "_rw_mean", "_rb_mean", "_rw_var", "_rb_var", "_rw_ref", "_rb_ref",
     "_blocks_cache", "time", "wmax", "scale", "cols", "rows", "cal0", "programmed",
-    "_alpha", "_alpha_ref",
+    "_alpha", "_alpha_ref", "_adc_index", "adc_unit",
 })  # fmt: skip
 
 
@@ -172,6 +173,10 @@ class AnalogTile(nn.Module):
         for name in STATE:
             self.register_buffer(name, None, persistent=False)
         self._blocks_cache: dict | None = None
+        self._adc_index: torch.Tensor | None = None
+        # ADC step in integer units (bit-sliced / bit-serial reads): the calibrated LSB is
+        # rounded up to this unit times a power of two, so enough bits digitise exactly
+        self.adc_unit: float | None = None
         # What the input's gradient includes under read noise (a training choice, not chip
         # state): "sample" (the noise term too) or "expected" (the expected read only).
         self.noise_gradient: Literal["sample", "expected"] = "sample"
@@ -284,6 +289,7 @@ class AnalogTile(nn.Module):
         self.dac_range = self.adc_range = None
         self.cal_local = self.cal_local_ref = None
         self.cal0 = None
+        self._draw_adc(generator, w)
         self.programmed = True
         self.drift_to(0.0)
 
@@ -311,6 +317,62 @@ class AnalogTile(nn.Module):
             self._dev_bound(g_min, s), self._dev_bound(1.0, s), generator,
         )  # fmt: skip
         return g, s
+
+    @property
+    def adc_design(self) -> adc_models.AdcDesign:
+        """The ADC model of this tile's converters."""
+        return adc_models.AdcDesign(**self.config.converter.adc_model.model_dump())
+
+    def _adc_tables(self) -> int:
+        """Converters with their own threshold table: one design (uniform), one ramp per
+        array, or one SAR ADC per ``columns_per_adc`` columns of each array."""
+        d = self.adc_design
+        arrays = self.groups * self.row_blocks * self.col_blocks
+        if d.kind == "uniform":
+            return 1
+        if d.kind == "ramp":
+            return arrays
+        return arrays * math.ceil(min(self.cols, self.config.crossbar.tile_cols) / d.columns_per_adc)
+
+    def adc_index(self, device: torch.device) -> torch.Tensor:
+        """Threshold table of every physical column: ``(G, n_arrays, cols)`` (cached)."""
+        if self._adc_index is not None and self._adc_index.device == device:
+            return self._adc_index
+        d, tc = self.adc_design, self.config.crossbar.tile_cols
+        g, nb, cb = self.groups, self.row_blocks, self.col_blocks
+        c = torch.arange(self.cols, device=device)
+        array = (torch.arange(g * nb, device=device).view(g, nb, 1) * cb) + (c // tc)
+        if d.kind == "uniform":
+            idx = torch.zeros_like(array)
+        elif d.kind == "ramp":
+            idx = array
+        else:
+            per = math.ceil(min(self.cols, tc) / d.columns_per_adc)
+            idx = array * per + (c % tc) // d.columns_per_adc
+        self._adc_index = idx.expand(g, nb, self.cols).contiguous()
+        return self._adc_index
+
+    def _draw_adc(self, generator: torch.Generator | None, like: torch.Tensor) -> None:
+        """ADC mismatch of this chip instance (threshold tables, column gain and offset),
+        drawn after everything else so that an ideal ADC leaves every other draw unchanged."""
+        self.adc_gain = self.adc_offset = self.adc_table = None
+        self._adc_index = None
+        bits, d = self.config.converter.adc_bits, self.adc_design
+        if bits is None or d.ideal:
+            return
+        kw = {"dtype": like.dtype, "device": like.device}
+        shape = (self.groups, self.row_blocks, self.cols)
+        if d.has_table:
+            self.adc_table = adc_models.thresholds(d, bits, self._adc_tables(), generator, **kw)
+        if d.gain_std > 0:
+            eps = torch.randn(shape, generator=generator, **kw)
+            self.adc_gain = 1.0 + d.gain_std * eps
+        if d.offset_std > 0:
+            if d.kind == "sar":  # one comparator per SAR ADC
+                per_adc = torch.randn(self._adc_tables(), generator=generator, **kw)
+                self.adc_offset = d.offset_std * per_adc[self.adc_index(like.device)]
+            else:
+                self.adc_offset = d.offset_std * torch.randn(shape, generator=generator, **kw)
 
     def _programming_cause(self) -> str:
         """The programming fields that can make conductances overflow."""
@@ -662,6 +724,8 @@ class AnalogTile(nn.Module):
         adc = conv.adc_bits is not None
         if self.config.read_noise_mode == "sample" and self.noisy:
             y = self._read_sampled(x, generator, adc)
+            if not adc:
+                y = self._output_noise(y, generator)
         else:
             rows = self._chunk_rows(x)
             if rows == x.shape[0]:
@@ -680,9 +744,11 @@ class AnalogTile(nn.Module):
         """A read by the moment identity, digitised per row array when there is an ADC."""
         if adc and self.row_blocks > 1:
             blocks = self._read_blocks_dense if not self.product.dims else self._read_blocks
-            return self.adc(blocks(x, generator))
+            return self.adc(blocks(x, generator), generator)
         y = self._read_moment(x, generator)
-        return self.adc(self._as_partials(y)) if adc else y
+        if adc:
+            return self.adc(self._as_partials(y), generator)
+        return self._output_noise(y, generator)
 
     def _chunk_rows(self, x: torch.Tensor) -> int:
         """Inputs per chunk of a batch read in pieces that fit in cache (``CHUNK_ELEMENTS``
@@ -696,11 +762,14 @@ class AnalogTile(nn.Module):
         and the read that calibrates the ADC range (it must see the whole batch).
         """
         b = x.shape[0]
-        adc = self.config.converter.adc_bits is not None
+        conv = self.config.converter
+        adc = conv.adc_bits is not None
+        draws_more = conv.output_noise > 0 or (adc and self.adc_design.noise > 0)
         if (
             x.device.type != "cpu"
             or (self.noisy and self.ref_var is not None)
             or (adc and self.adc_range is None)
+            or draws_more
         ):
             return b
         sizes = self.product.out_sizes(tuple(x.shape[2:])) if self.product.dims else ()
@@ -966,7 +1035,7 @@ class AnalogTile(nn.Module):
                 outs.append(torch.einsum("ngr,ngrc->ngc", xc, w).reshape(n, -1))
         y = torch.cat(outs)
         if per_array:
-            y = self.adc(y).reshape(y.shape[0], -1)
+            y = self.adc(y, generator).reshape(y.shape[0], -1)
         return p.fold(y, b, sizes)
 
     def _sample_devices(
@@ -991,6 +1060,17 @@ class AnalogTile(nn.Module):
 
     # ------------------------------------------------------------------ converters
     def dac(self, x: torch.Tensor) -> torch.Tensor:
+        """Quantise inputs to the DAC's levels (straight-through when ``x`` needs a gradient)."""
+        q, lo, hi = self.dac_codes(x)
+        q = q.mul_(self.dac_lsb())
+        if not x.requires_grad:
+            return q
+        return _straight_through(x.clamp(lo, hi), q)
+
+    def dac_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Integer DAC codes of ``x`` (detached) and the input range ``[lo, hi]`` they cover:
+        symmetric ``[-S, S]`` (two's complement) or ``[0, 2**bits - 1]`` (unsigned). The
+        range is calibrated on the first call (``dac_range = "auto"``)."""
         conv = self.config.converter
         if self.dac_range is None:
             self.dac_range = (
@@ -998,36 +1078,81 @@ class AnalogTile(nn.Module):
                 if conv.dac_range == "auto"
                 else torch.tensor(float(conv.dac_range), dtype=x.dtype, device=x.device)
             )
-        q = converters.quantize_symmetric(x.detach(), conv.dac_bits, self.dac_range)
-        if not x.requires_grad:
-            return q
-        return _straight_through(x.clamp(-self.dac_range, self.dac_range), q)
+        r = self.dac_range
+        if conv.input_encoding == "unsigned":
+            top = 2**conv.dac_bits - 1
+            codes = x.detach().div(r / top).clamp_(0, top).round_()
+            return codes, torch.zeros_like(r), r
+        codes, _ = converters.quantize_codes(x.detach(), conv.dac_bits, r)
+        return codes, -r, r
 
-    def adc(self, y: torch.Tensor) -> torch.Tensor:
-        """Digitise partial sums ``(B, G, n_arrays, cols, *o)`` with one range per row array of
-        each group, then add them digitally: ``(B, out, *o)``. Overwrites ``y`` unless it
-        needs a gradient (then rounding is straight-through; saturation is not)."""
+    def dac_lsb(self) -> torch.Tensor:
+        """Input value of one DAC code."""
         conv = self.config.converter
-        sp = y.shape[4:]
-        if self.adc_range is None:
-            self.adc_range = (
-                converters.calibrated_range(y, dims=(0, 3, *range(4, y.dim()))).reshape(
-                    y.shape[1], y.shape[2]
-                )
-                if conv.adc_range == "auto"
-                else torch.tensor(float(conv.adc_range), dtype=y.dtype, device=y.device)
-            )
-        r = self.adc_range
-        if r.dim():
-            r = r.view(1, *r.shape, 1, *([1] * len(sp)))
-        grad = y.requires_grad
-        codes, lsb = converters.quantize_codes(
-            y.detach().clone() if grad else y, conv.adc_bits, r, inplace=True
-        )
-        q = self._add_partials(codes.mul_(lsb))
-        if not grad:
+        if conv.input_encoding == "unsigned":
+            return self.dac_range / (2**conv.dac_bits - 1)
+        return self.dac_range / adc_models.steps(conv.dac_bits)
+
+    def adc(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Digitise partial sums ``(B, G, n_arrays, cols, *o)`` with one range per row array of
+        each group (or per column), then add them digitally: ``(B, out, *o)``. Output noise
+        and the ADC model's errors come first. Overwrites ``y`` unless it needs a gradient
+        (then rounding is straight-through; saturation is not)."""
+        q, r = self.adc_partials(y, generator)
+        q = self._add_partials(q)
+        if not y.requires_grad:
             return q
         return _straight_through(self._add_partials(torch.clamp(y, -r, r)), q)
+
+    def adc_partials(
+        self, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Digitised partial sums (same shape as ``y``, detached) and the full range used."""
+        conv = self.config.converter
+        bits, sp = conv.adc_bits, y.shape[4:]
+        if self.adc_range is None:
+            self.adc_range = self._calibrate_adc(y)
+        r = self.adc_range
+        if r.dim():
+            cols = r.shape[2] if r.dim() == 3 else 1
+            r = r.view(1, r.shape[0], r.shape[1], cols, *([1] * len(sp)))
+        s = adc_models.steps(bits)
+        lsb = r / s
+        if self.adc_unit is not None:  # a power-of-two multiple of the integer unit
+            u = self.adc_unit
+            lsb = u * torch.exp2(torch.ceil(torch.log2(lsb / u)))
+            r = lsb * s
+        yq = y.detach().clone() if y.requires_grad else y
+        sigma = conv.output_noise
+        if sigma > 0:
+            yq = yq.add_(self._randn(yq, generator), alpha=sigma)
+        d = self.adc_design
+        if d.ideal:
+            codes, _ = converters.quantize_codes(yq, bits, r, inplace=True)
+        else:
+            view = (1, self.groups, self.row_blocks, self.cols, *([1] * len(sp)))
+
+            def per_column(t: torch.Tensor | None) -> torch.Tensor | None:
+                return None if t is None else t.view(view)
+
+            index = self.adc_index(y.device) if self.adc_table is not None else None
+            codes = adc_models.convert(
+                yq.div_(lsb), bits, d, gain=per_column(self.adc_gain),
+                offset=per_column(self.adc_offset), table=self.adc_table,
+                index=per_column(index), generator=generator,
+            )  # fmt: skip
+        return codes.mul_(lsb), r
+
+    def _calibrate_adc(self, y: torch.Tensor) -> torch.Tensor:
+        """The ADC range from the first read: per array ``(G, nb)`` or per column
+        ``(G, nb, cols)``; a fixed ``adc_range`` is a scalar."""
+        conv = self.config.converter
+        if conv.adc_range != "auto":
+            return torch.tensor(float(conv.adc_range), dtype=y.dtype, device=y.device)
+        per_column = conv.adc_range_per == "column"
+        dims = (0, *range(4, y.dim())) if per_column else (0, 3, *range(4, y.dim()))
+        r = converters.calibrated_range(y, dims=dims, percentile=conv.adc_range_percentile)
+        return r.reshape(y.shape[1], y.shape[2], *((y.shape[3],) if per_column else ()))
 
     def _add_partials(self, q: torch.Tensor) -> torch.Tensor:
         """Digital sum of the row arrays' partial sums: ``(B, G, nb, cols, *o) -> (B, out, *o)``."""
@@ -1042,3 +1167,8 @@ class AnalogTile(nn.Module):
     def reset_calibration(self) -> None:
         """Forget auto-calibrated converter ranges; the next read calibrates again."""
         self.dac_range = self.adc_range = None
+
+    def _output_noise(self, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Output noise of a read without ADC: each array's column adds its own."""
+        sigma = self.config.converter.output_noise * math.sqrt(self.row_blocks)
+        return y.add_(self._randn(y, generator), alpha=sigma) if sigma > 0 else y
