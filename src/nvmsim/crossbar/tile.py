@@ -332,7 +332,8 @@ class AnalogTile(nn.Module):
             return 1
         if d.kind == "ramp":
             return arrays
-        return arrays * math.ceil(min(self.cols, self.config.crossbar.tile_cols) / d.columns_per_adc)
+        width = min(self.cols, self.config.crossbar.tile_cols)
+        return arrays * math.ceil(width / d.columns_per_adc)
 
     def adc_index(self, device: torch.device) -> torch.Tensor:
         """Threshold table of every physical column: ``(G, n_arrays, cols)`` (cached)."""
