@@ -50,3 +50,25 @@ def calibrated_range(
     else:
         m = a.amax() if dims is None else a.amax(dim=dims, keepdim=True)
     return torch.where(m > 0, m, torch.ones_like(m))
+
+
+def input_codes(
+    x: torch.Tensor, bits: int, full_range: torch.Tensor, encoding: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A DAC's integer codes of ``x`` (detached), its LSB and the input range ``[lo, hi]`` the
+    codes cover: symmetric ``[-S, S]`` (``"twos_complement"``, as :func:`quantize_symmetric`)
+    or ``[0, 2**bits - 1]`` over ``[0, range]`` (``"unsigned"``; negative inputs give 0)."""
+    if encoding == "unsigned":
+        top = 2**bits - 1
+        lsb = full_range / top
+        codes = x.detach().div(lsb).clamp_(0, top).round_()
+        return codes, lsb, torch.zeros_like(full_range), full_range
+    codes, lsb = quantize_codes(x.detach(), bits, full_range)
+    return codes, lsb, -full_range, full_range
+
+
+def fixed_or_calibrated(x: torch.Tensor, value: float | str) -> torch.Tensor:
+    """A converter range: ``value``, or max |x| when it is ``"auto"``."""
+    if value == "auto":
+        return calibrated_range(x)
+    return torch.tensor(float(value), dtype=x.dtype, device=x.device)

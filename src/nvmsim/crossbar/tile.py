@@ -225,9 +225,15 @@ class AnalogTile(nn.Module):
         return self.cols * self.groups
 
     # ------------------------------------------------------------------ programming
-    def program(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> None:
+    def program(
+        self,
+        weight: torch.Tensor,
+        generator: torch.Generator | None = None,
+        wmax: float | None = None,
+    ) -> None:
         """Map ``weight`` (out, rows) to conductances and write them, drawing everything that
         is fixed at programming time once from ``generator`` (on the weight's device).
+        ``wmax`` fixes the weight of the top conductance (else ``max|W|`` or its percentile).
 
         Order: target mapping -> quantisation (``bits`` / ``levels``) -> device range factor
         (``range_std``) -> programming error -> stuck-at faults -> dead rows / columns ->
@@ -252,7 +258,11 @@ class AnalogTile(nn.Module):
         self.cols, self.rows = w.shape[0] // self.groups, w.shape[1]
         # (G, rows, cols): rows of the crossbar are inputs
         wt = w.reshape(self.groups, self.cols, self.rows).transpose(1, 2).contiguous()
-        self.wmax = mapping.weight_range(wt, cfg.crossbar.weight_clip_percentile)
+        self.wmax = (
+            mapping.weight_range(wt, cfg.crossbar.weight_clip_percentile)
+            if wmax is None
+            else float(wmax)
+        )
         self.scale = mapping.scale(cfg.crossbar.mapping, self.wmax, g_min)
         g = mapping.to_conductances(wt, cfg.crossbar.mapping, self.wmax, g_min)
         g, self.range_factor = self._write(g, generator)
@@ -1061,38 +1071,18 @@ class AnalogTile(nn.Module):
 
     # ------------------------------------------------------------------ converters
     def dac(self, x: torch.Tensor) -> torch.Tensor:
-        """Quantise inputs to the DAC's levels (straight-through when ``x`` needs a gradient)."""
-        q, lo, hi = self.dac_codes(x)
-        q = q.mul_(self.dac_lsb())
+        """Quantise inputs to the DAC's levels (straight-through when ``x`` needs a gradient);
+        the range is calibrated on the first call (``dac_range = "auto"``)."""
+        conv = self.config.converter
+        if self.dac_range is None:
+            self.dac_range = converters.fixed_or_calibrated(x, conv.dac_range)
+        codes, lsb, lo, hi = converters.input_codes(
+            x, conv.dac_bits, self.dac_range, conv.input_encoding
+        )
+        q = codes.mul_(lsb)
         if not x.requires_grad:
             return q
         return _straight_through(x.clamp(lo, hi), q)
-
-    def dac_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Integer DAC codes of ``x`` (detached) and the input range ``[lo, hi]`` they cover:
-        symmetric ``[-S, S]`` (two's complement) or ``[0, 2**bits - 1]`` (unsigned). The
-        range is calibrated on the first call (``dac_range = "auto"``)."""
-        conv = self.config.converter
-        if self.dac_range is None:
-            self.dac_range = (
-                converters.calibrated_range(x)
-                if conv.dac_range == "auto"
-                else torch.tensor(float(conv.dac_range), dtype=x.dtype, device=x.device)
-            )
-        r = self.dac_range
-        if conv.input_encoding == "unsigned":
-            top = 2**conv.dac_bits - 1
-            codes = x.detach().div(r / top).clamp_(0, top).round_()
-            return codes, torch.zeros_like(r), r
-        codes, _ = converters.quantize_codes(x.detach(), conv.dac_bits, r)
-        return codes, -r, r
-
-    def dac_lsb(self) -> torch.Tensor:
-        """Input value of one DAC code."""
-        conv = self.config.converter
-        if conv.input_encoding == "unsigned":
-            return self.dac_range / (2**conv.dac_bits - 1)
-        return self.dac_range / adc_models.steps(conv.dac_bits)
 
     def adc(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Digitise partial sums ``(B, G, n_arrays, cols, *o)`` with one range per row array of

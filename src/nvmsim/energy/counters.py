@@ -22,6 +22,10 @@ arrays, ``d`` devices per weight (2 differential, 1 offset) and ``ref`` referenc
 ``macs``              ``(R - analog bias) * C``
 ====================  ===========================================================
 
+With bit-sliced weights (``weight_slices = k``) and bit-serial inputs (``P = ceil(dac_bits /
+input_bits_per_read)`` reads per input vector) every slice is read once per input plane:
+every count above but ``macs`` is multiplied by ``k * P``, and devices by ``k``.
+
 A linear layer is read once per input vector (the Mosaics RNN core ``t`` times per sample).
 A convolution depends on ``conv_mapping``:
 
@@ -160,6 +164,8 @@ class _Geometry:
     ref: int
     tile_rows: int
     tile_cols: int
+    slices: int = 1  # bit-sliced weights: a full set of arrays per slice
+    planes: int = 1  # bit-serial inputs: reads per input vector
 
     @property
     def row_blocks(self) -> int:
@@ -171,12 +177,13 @@ class _Geometry:
 
     def per_read(self) -> dict[str, int]:
         rb, cb = self.row_blocks, self.col_blocks
+        n = self.slices * self.planes  # every slice is read once per input plane
         return {
-            "cell_reads": self.rows * (self.cols * self.d + self.ref * cb),
-            "row_drives": self.rows * cb,
-            "adc_conversions": self.cols * rb,
-            "adc_all_columns": rb * cb * self.tile_cols,
-            "array_reads": rb * cb,
+            "cell_reads": n * self.rows * (self.cols * self.d + self.ref * cb),
+            "row_drives": n * self.rows * cb,
+            "adc_conversions": n * self.cols * rb,
+            "adc_all_columns": n * rb * cb * self.tile_cols,
+            "array_reads": n * rb * cb,
             "macs": self.macs_per_read,
         }
 
@@ -190,12 +197,15 @@ def _analog_bias(layer: nn.Module, cfg: AnalogConfig) -> int:
 
 
 def _common(cfg: AnalogConfig) -> dict[str, int]:
-    xb = cfg.crossbar
+    xb, conv = cfg.crossbar, cfg.converter
+    serial = conv.input_bits_per_read
     return {
         "d": 2 if xb.mapping == "differential" else 1,
         "ref": 1 if xb.mapping == "offset" else 0,
         "tile_rows": xb.tile_rows,
         "tile_cols": xb.tile_cols,
+        "slices": xb.weight_slices,
+        "planes": 1 if serial is None else math.ceil(conv.dac_bits / serial),
     }
 
 
@@ -277,7 +287,7 @@ class _Acc:
         geo = self.geo
         per = {k: v / batch for k, v in self.sums.items()}
         per["calls"] = self.calls / passes  # calls per forward pass, not per sample
-        devices_per_copy = geo.rows * (geo.cols * geo.d + geo.ref * geo.col_blocks)
+        devices_per_copy = geo.slices * geo.rows * (geo.cols * geo.d + geo.ref * geo.col_blocks)
         return LayerOps(
             name=self.name, kind=geo.kind, mapping=geo.mapping, rows=geo.rows, cols=geo.cols,
             copies=geo.copies, devices_per_weight=geo.d, ref_cols=geo.ref * geo.col_blocks,

@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import save as _st_save
 from torch import nn
 
-from nvmsim.crossbar.tile import SCALARS, STATE
+from nvmsim.crossbar.sliced import SlicedTile
+from nvmsim.crossbar.tile import SCALARS, STATE, AnalogTile
 from nvmsim.files import atomic_write
 from nvmsim.io.checkpoint import read_safetensors
 from nvmsim.nn.base import AnalogMixin
@@ -37,6 +38,23 @@ def _layers(model: nn.Module) -> dict[str, AnalogMixin]:
     return {n: m for n, m in model.named_modules() if isinstance(m, AnalogMixin)}
 
 
+def _parts(layer: AnalogMixin) -> list[tuple[str, AnalogTile]]:
+    """A layer's physical tiles: one, or one per weight slice (``"slice0"``, ...)."""
+    tile = layer.tile
+    return tile.parts() if isinstance(tile, SlicedTile) else [("", tile)]
+
+
+def _key(name: str, part: str, buffer: str) -> str:
+    return f"{_TILE}{name}/{part + '/' if part else ''}{buffer}"
+
+
+def _scalars(layer: AnalogMixin) -> dict:
+    """Scalars of every part: a plain mapping for one tile, one per part for slices."""
+    parts = _parts(layer)
+    per = {part: {s: getattr(t, s) for s in SCALARS} for part, t in parts}
+    return per[""] if len(parts) == 1 and parts[0][0] == "" else per
+
+
 def save_chip(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``model``'s weights and every analog layer's programmed state to ``path``."""
     path = Path(path)
@@ -49,14 +67,14 @@ def save_chip(model: nn.Module, path: str | os.PathLike) -> Path:
     meta_layers = {}
     for name, layer in layers.items():
         layer._ensure_programmed()
-        tile = layer.tile
-        for b in STATE:
-            t = getattr(tile, b)
-            if t is not None:
-                tensors[f"{_TILE}{name}/{b}"] = t.detach().cpu().contiguous().clone()
+        for part, tile in _parts(layer):
+            for b in STATE:
+                t = getattr(tile, b)
+                if t is not None:
+                    tensors[_key(name, part, b)] = t.detach().cpu().contiguous().clone()
         tensors[f"{_GEN}{name}"] = layer.generator.get_state().cpu().clone()
         meta_layers[name] = {
-            "scalars": {s: getattr(tile, s) for s in SCALARS},
+            "scalars": _scalars(layer),
             "config": layer.config.model_dump(mode="json"),
             "generator_device": layer.generator.device.type,
         }
@@ -106,21 +124,34 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     for name, layer in layers.items():
         if saved[name]["config"] != layer.config.model_dump(mode="json"):
             raise ChipError(f"{path}: layer {name!r} was programmed with another config")
-        scalars = saved[name]["scalars"]
-        if set(scalars) != set(SCALARS) or not all(
-            v is None or (isinstance(v, int | float) and math.isfinite(v)) for v in scalars.values()
-        ):
-            raise ChipError(f"{path}: layer {name!r} scalars must be finite {list(SCALARS)}")
         layer._ensure_programmed()  # the model's own state gives this architecture's shapes
-        loaded[name] = _tile_state(path, name, layer, tensors)
+        scalars = saved[name]["scalars"]
+        per = scalars if len(_parts(layer)) > 1 or _parts(layer)[0][0] else {"": scalars}
+        if not isinstance(per, dict) or set(per) != {p for p, _ in _parts(layer)}:
+            raise ChipError(f"{path}: layer {name!r} scalars do not match its tiles")
+        for values in per.values():
+            if (
+                not isinstance(values, dict)
+                or set(values) != set(SCALARS)
+                or not all(
+                    v is None or (isinstance(v, int | float) and math.isfinite(v))
+                    for v in values.values()
+                )
+            ):
+                raise ChipError(f"{path}: layer {name!r} scalars must be finite {list(SCALARS)}")
+        loaded[name] = {
+            part: (_tile_state(path, name, part, tile, layer, tensors), per[part])
+            for part, tile in _parts(layer)
+        }
     model.load_state_dict(state)
     for name, layer in layers.items():
-        tile = layer.tile
-        for b, t in loaded[name].items():
-            setattr(tile, b, t)
-        for s, v in saved[name]["scalars"].items():
-            setattr(tile, s, v)
-        tile._derive()
+        for part, tile in _parts(layer):
+            state_of, scalars_of = loaded[name][part]
+            for b, t in state_of.items():
+                setattr(tile, b, t)
+            for s, v in scalars_of.items():
+                setattr(tile, s, v)
+            tile._derive()
         layer._programmed_version = layer._version()
         if saved[name].get("generator_device") == layer.generator.device.type:
             layer.generator.set_state(tensors[f"{_GEN}{name}"])
@@ -130,10 +161,17 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 
 
 def _tile_state(
-    path: Path, name: str, layer: AnalogMixin, tensors: dict[str, torch.Tensor]
+    path: Path,
+    name: str,
+    part: str,
+    tile: AnalogTile,
+    layer: AnalogMixin,
+    tensors: dict[str, torch.Tensor],
 ) -> dict[str, torch.Tensor | None]:
-    """One layer's saved programmed state, checked against the layer's own and moved to it."""
-    tile, dvc = layer.tile, layer.weight.device
+    """One tile's saved programmed state, checked against the tile's own and moved to it."""
+    dvc = layer.weight.device
+    if part:
+        name = f"{name}/{part}"
     new: dict[str, torch.Tensor | None] = {}
     for b in STATE:
         key = f"{_TILE}{name}/{b}"

@@ -6,7 +6,8 @@ import torch
 
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar.products import Product
-from nvmsim.crossbar.tile import AnalogTile, NonFiniteError, all_finite
+from nvmsim.crossbar.sliced import make_tile
+from nvmsim.crossbar.tile import NonFiniteError, all_finite
 
 
 class WeightGradient(torch.autograd.Function):
@@ -33,8 +34,10 @@ class WeightGradient(torch.autograd.Function):
 
 
 class AnalogMixin:
-    """Holds an :class:`AnalogTile` (a submodule ``tile`` whose buffers are not persistent, so
-    ``state_dict`` keeps torch's keys); programs it from ``self.weight`` when needed.
+    """Holds an :class:`~nvmsim.crossbar.tile.AnalogTile` or, for bit-sliced weights and
+    bit-serial inputs, a :class:`~nvmsim.crossbar.sliced.SlicedTile` (a submodule ``tile``
+    whose buffers are not persistent, so ``state_dict`` keeps torch's keys); programs it from
+    ``self.weight`` when needed.
 
     The programming draw comes from a generator seeded with ``seed`` (so ``program()`` is
     reproducible); read noise comes from ``self.generator``, seeded with ``seed + 1``, on the
@@ -49,7 +52,7 @@ class AnalogMixin:
     def _init_analog(self, config: AnalogConfig | None, seed: int | None, product: Product) -> None:
         self.config = config or AnalogConfig()
         self.seed = self.config.seed if seed is None else int(seed)
-        self.tile = AnalogTile(self.config, product, bias_row=self._analog_bias())
+        self.tile = make_tile(self.config, product, bias_row=self._analog_bias())
         self.generator = torch.Generator(device=self.weight.device).manual_seed(self.seed + 1)
         self._programmed_version: tuple[int, int] | None = None
 

@@ -99,10 +99,16 @@ def _analog_row(name: str, m: AnalogMixin, macs: int) -> LayerRow:
     xb = m.config.crossbar
     stacks = 1 if xb.mapping == "offset" else 2
     g, rb, cb = tile.groups, tile.row_blocks, tile.col_blocks
+    k = xb.weight_slices  # every slice is a full set of arrays with its own ADCs
     devices = stacks * g * tile.rows * tile.cols + (g * tile.rows * cb if stacks == 1 else 0)
+    kind = type(m).__name__
+    if k > 1:
+        kind += f" ({k} slices x {m.config.device.bits} bits)"
+    if m.config.converter.input_bits_per_read is not None:
+        kind += f" (inputs {m.config.converter.input_bits_per_read} bit/read)"
     return LayerRow(
-        name, type(m).__name__, True, tuple(m.weight.shape), (g, rb, cb), devices,
-        g * rb * tile.cols, macs,
+        name, kind, True, tuple(m.weight.shape), (g * k, rb, cb), devices * k,
+        g * rb * tile.cols * k, macs,
     )  # fmt: skip
 
 

@@ -1,0 +1,241 @@
+"""Bit-sliced weights and bit-serial inputs: one layer's matrix on several low-precision arrays.
+
+With ``crossbar.weight_slices = k`` and ``device.bits = b`` a weight is rounded to an integer
+``q`` of ``B = k * b`` bits (``|q| <= 2**B - 1`` for differential pairs, ``|q| <= 2**(B-1) - 1``
+with an offset) and written as ``k`` digits of ``b`` bits, digit ``j`` on its own set of arrays
+(an :class:`~nvmsim.crossbar.tile.AnalogTile` whose cells hold exactly the ``2**b`` levels):
+
+* differential ("balanced core"): slice ``j`` holds ``sign(q) * digit_j(|q|)`` on a pair;
+* offset: slice ``j`` holds ``digit_j(q + 2**(B-1))`` against a reference column of cells
+  programmed to the level nearest mid-range (code ``c``; with an even number of levels the
+  middle is not a level), i.e. reads ``digit_j - c``; the digital side adds back
+  ``c (2**B - 1) / (2**b - 1) - 2**(B-1)`` times the input sum.
+
+With ``converter.input_bits_per_read = m`` the DAC code of each input (``dac_bits = n``, two's
+complement or unsigned) is applied ``m`` bits per read, least significant first, ``ceil(n/m)``
+reads; in two's complement the top read carries the sign bit with weight ``-2**(n-1)``.
+
+Every read of every slice goes through that slice's ADCs (per array, in integer units: one
+DAC step times one cell level, with the LSB a power of two of that unit), and the digital
+side shifts and adds: ``y = sum_j 2**(b j) sum_p 2**(m p) ADC(x_p @ D_j)``. With ideal devices
+and enough ADC bits this is exactly the integer product of the DAC codes and ``q`` (Xiao et
+al., "On the Accuracy of Analog Neural Network Inference Accelerators", IEEE CAS Magazine
+2022; ISAAC, Shafiee et al., ISCA 2016). Every slice's devices have their own programming
+error, drift and read noise, drawn from the layer's generators in slice order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from nvmsim.config import AnalogConfig
+from nvmsim.crossbar import converters, mapping
+from nvmsim.crossbar.products import Product
+from nvmsim.crossbar.tile import AnalogTile, NonFiniteError, all_finite
+from nvmsim.devices import levels
+
+
+def input_planes(codes: torch.Tensor, bits: int, per_read: int, encoding: str):
+    """Split integer DAC codes into ``ceil(bits / per_read)`` digit planes and their weights:
+    ``sum_p weight_p * plane_p == codes``. Two's complement: the top plane is signed."""
+    n_planes = math.ceil(bits / per_read)
+    u = codes.to(torch.int64)
+    if encoding == "twos_complement":
+        u = u % (1 << bits)
+    mask = (1 << per_read) - 1
+    planes, weights = [], []
+    for p in range(n_planes):
+        d = (u >> (per_read * p)) & mask
+        if encoding == "twos_complement" and p == n_planes - 1:
+            width = bits - per_read * p  # the top plane's bits, its MSB is the sign
+            d = torch.where(d >= (1 << (width - 1)), d - (1 << width), d)
+        planes.append(d.to(codes.dtype))
+        weights.append(float(1 << (per_read * p)))
+    return planes, weights
+
+
+def weight_digits(q: torch.Tensor, slices: int, bits: int, offset: bool) -> list[torch.Tensor]:
+    """Integer weights ``q`` as ``slices`` signed digits of ``bits`` bits (see the module)."""
+    mask = (1 << bits) - 1
+    if offset:
+        u = q.to(torch.int64) + (1 << (slices * bits - 1))
+        half = mask / 2
+        return [((u >> (bits * j)) & mask).to(q.dtype) - half for j in range(slices)]
+    mag, sign = q.abs().to(torch.int64), q.sign()
+    return [((mag >> (bits * j)) & mask).to(q.dtype) * sign for j in range(slices)]
+
+
+class SlicedTile(nn.Module):
+    """A layer's matrix as ``weight_slices`` tiles read with (bit-serial) integer inputs."""
+
+    def __init__(
+        self,
+        config: AnalogConfig | None = None,
+        product: Product | None = None,
+        bias_row: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = config or AnalogConfig()
+        self.product = product or Product()
+        if bias_row:
+            raise ValueError("bit-sliced and bit-serial tiles keep the bias digital")
+        self.bias_row = False
+        conv = self.config.converter
+        sub = self.config.model_copy(
+            update={"converter": conv.model_copy(update={"dac_bits": None})}
+        )
+        k = self.config.crossbar.weight_slices
+        self.slices = nn.ModuleList(AnalogTile(sub, self.product) for _ in range(k))
+        self.integer_weights = self.config.device.bits is not None
+        for t in self.slices:
+            t.adc_unit = 1.0 if self.integer_weights and conv.dac_bits is not None else None
+        self.register_buffer("w_read", None, persistent=False)
+        self.wmax, self.w_lsb = 1.0, 1.0
+        self.offset_correction = 0.0  # times the input-code sum, in integer units
+        self._name = ""
+
+    # ------------------------------------------------------------------ as a tile
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+        for j, t in enumerate(self.slices):
+            t.name = f"{value} slice {j}"
+
+    @property
+    def noise_gradient(self) -> str:
+        return self.slices[0].noise_gradient
+
+    @noise_gradient.setter
+    def noise_gradient(self, value: str) -> None:
+        for t in self.slices:
+            t.noise_gradient = value
+
+    def __getattr__(self, name: str):
+        if name in ("programmed", "rows", "cols", "groups", "row_blocks", "col_blocks", "time",
+                    "partition", "kernel_rows", "in_features", "out_features"):  # fmt: skip
+            return getattr(self.slices[0], name)
+        return super().__getattr__(name)
+
+    @property
+    def dac_range(self) -> torch.Tensor | None:
+        """The row drivers' range, shared by every slice (kept in the first slice's state)."""
+        return self.slices[0].dac_range
+
+    def parts(self) -> list[tuple[str, AnalogTile]]:
+        """The physical tiles and their names in a chip file."""
+        return [(f"slice{j}", t) for j, t in enumerate(self.slices)]
+
+    # ------------------------------------------------------------------ programming
+    def program(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Round ``weight`` (out, rows) to ``weight_slices * device.bits`` bits and program each
+        slice's digits (slice 0 first: the least significant)."""
+        w = weight.detach()
+        if not w.is_floating_point():
+            w = w.to(torch.float32)
+        if w.dim() != 2:
+            raise ValueError(f"weight must be 2-D (out, rows), got shape {tuple(w.shape)}")
+        if not all_finite(w):
+            raise NonFiniteError("weight contains NaN or inf; cannot program it")
+        cfg = self.config
+        self.wmax = mapping.weight_range(w, cfg.crossbar.weight_clip_percentile)
+        if not self.integer_weights:  # one slice of analog weights, inputs bit-serial
+            self.slices[0].program(w, generator)
+            self.w_lsb = 1.0
+            self.w_read = self.product.kernel_weight(w.contiguous())
+            return
+        b, k = cfg.device.bits, cfg.crossbar.weight_slices
+        offset = cfg.crossbar.mapping == "offset"
+        top = 2 ** (k * b - 1) - 1 if offset else 2 ** (k * b) - 1
+        if top < 1:
+            raise ValueError("an offset mapping needs weight_slices * device.bits >= 2")
+        q = (w.clamp(-self.wmax, self.wmax) / self.wmax * top).round()
+        self.w_lsb = self.wmax / top
+        self.offset_correction = 0.0
+        if offset:
+            g_min = cfg.device.g_min
+            # the tile's own rounding of its reference target, in the same dtype
+            ref = torch.full((1,), mapping.reference_level(g_min), dtype=w.dtype)
+            ref = levels.quantize(ref, b, g_min)
+            c = round(float(ref - g_min) / (1 - g_min) * (2**b - 1))
+            self.offset_correction = c * (2 ** (k * b) - 1) / (2**b - 1) - 2 ** (k * b - 1)
+        digit_max = (2**b - 1) / 2 if offset else 2**b - 1
+        for t, d in zip(self.slices, weight_digits(q, k, b, offset), strict=True):
+            t.program(d, generator, wmax=digit_max)
+        self.w_read = self.product.kernel_weight((q * self.w_lsb).contiguous())
+
+    def drift_to(self, t_seconds: float) -> None:
+        for t in self.slices:
+            t.drift_to(t_seconds)
+
+    def _derive(self) -> None:
+        for t in self.slices:
+            t._derive()
+
+    def reset_calibration(self) -> None:
+        for t in self.slices:
+            t.reset_calibration()
+
+    # ------------------------------------------------------------------ reading
+    def read(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        bias: torch.Tensor | None = None,
+        apply_dac: bool = True,
+    ) -> torch.Tensor:
+        """Read every slice with every input plane, shift and add: as
+        :meth:`AnalogTile.read`. Gradients are straight-through the quantised product."""
+        first = self.slices[0]
+        first._require_programmed()
+        conv = self.config.converter
+        x_in = x
+        x = x.to(first.w_mean.dtype)
+        if conv.dac_bits is not None:
+            if first.dac_range is None:
+                first.dac_range = converters.fixed_or_calibrated(x, conv.dac_range)
+            codes, unit, _, _ = converters.input_codes(
+                x, conv.dac_bits, first.dac_range, conv.input_encoding
+            )
+        else:
+            codes, unit = x.detach(), torch.ones((), dtype=x.dtype, device=x.device)
+        if conv.input_bits_per_read is not None:
+            planes, pw = input_planes(
+                codes, conv.dac_bits, conv.input_bits_per_read, conv.input_encoding
+            )
+        else:
+            planes, pw = [codes], [1.0]
+        stacked = torch.cat(planes) if len(planes) > 1 else planes[0]
+        b, bits = x.shape[0], self.config.device.bits or 0
+        y = None
+        for j, t in enumerate(self.slices):
+            yj = t.read(stacked, generator, apply_dac=False)
+            yj = yj.view(len(planes), b, *yj.shape[1:])
+            part = yj[0] if len(planes) == 1 else torch.einsum("p,p...->...", yj.new_tensor(pw), yj)
+            part = part.mul_(2.0 ** (bits * j))
+            y = part if y is None else y.add_(part)
+        if self.offset_correction:
+            s = self.product.channel_sums(codes)  # (B, G, *o)
+            cols = y.shape[1] // s.shape[1]
+            y = y.add_(s.repeat_interleave(cols, dim=1), alpha=self.offset_correction)
+        y = y.mul_(unit * self.w_lsb)
+        if x.requires_grad:  # straight-through: the gradient of the quantised product
+            lin = self.product.apply(x, self.w_read.to(x.dtype))
+            y = lin + (y - lin).detach()
+        if bias is not None:
+            y = y + bias.view(1, -1, *([1] * self.product.dims))
+        if not all_finite(y) and all_finite(x_in):
+            first._overflowed(x_in, y)
+        return y
+
+
+def make_tile(config: AnalogConfig, product: Product, bias_row: bool = False) -> nn.Module:
+    """The tile a layer needs: bit-sliced / bit-serial or one plain :class:`AnalogTile`."""
+    sliced = config.crossbar.weight_slices > 1 or config.converter.input_bits_per_read is not None
+    return (SlicedTile if sliced else AnalogTile)(config, product, bias_row)
