@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from nvmsim.cores import core_values
 from nvmsim.devices.presets import preset_values
 
 NoiseKind = Literal["additive", "proportional"]
@@ -366,6 +367,14 @@ class ConverterConfig(_Strict):
     #: Gaussian noise on every array column's partial sum at every read, before the ADC
     #: (std in partial-sum units; aihwkit's ``out_noise``)
     output_noise: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    #: noise management (aihwkit's): ``"abs_max"`` divides each input vector (each sample of
+    #: a convolution) by its max |x| before the DAC, whose range is then 1, and multiplies the
+    #: digitised output back; ADC range and output noise are in those normalised units
+    noise_management: Literal["none", "abs_max"] = "none"
+    #: bound management (aihwkit's ``ITERATIVE``): a vector whose read saturates an ADC is
+    #: read again with its inputs halved, up to ``max_bound_factor`` times smaller
+    bound_management: Literal["none", "iterative"] = "none"
+    max_bound_factor: float = Field(16.0, ge=1.0, allow_inf_nan=False)
     #: bit-serial inputs: the DAC code is applied this many bits per read, each read through
     #: the ADC and the reads shifted and added digitally (None: all bits in one read)
     input_bits_per_read: int | None = Field(None, ge=1, le=16)
@@ -392,6 +401,10 @@ class ConverterConfig(_Strict):
             raise ValueError("input_bits_per_read needs dac_bits (the code to apply bit-serially)")
         if self.input_encoding == "unsigned" and self.dac_bits is None:
             raise ValueError("input_encoding = 'unsigned' needs dac_bits")
+        if self.bound_management != "none" and self.adc_bits is None:
+            raise ValueError("bound_management needs adc_bits (it reacts to ADC saturation)")
+        if self.noise_management != "none" and self.dac_range not in ("auto", 1.0):
+            raise ValueError("with noise_management the DAC range is 1 (normalised inputs)")
         return self
 
 
@@ -433,14 +446,31 @@ class AnalogConfig(_Strict):
             )
         if (k > 1 or serial) and self.crossbar.parasitics:
             raise ValueError("bit-sliced and bit-serial reads do not solve IR drop; set r_* = 0")
+        conv = self.converter
+        managed = (conv.noise_management, conv.bound_management) != ("none", "none")
+        if (k > 1 or serial) and managed:
+            raise ValueError(
+                "bit-sliced and bit-serial reads take integer codes: noise and bound "
+                "management are for one-shot reads"
+            )
         return self
 
     @model_validator(mode="before")
     @classmethod
     def _device_shorthand(cls, data: Any) -> Any:
-        """``device = "reram"`` is short for ``[device] preset = "reram"``."""
+        """``preset = "isaac"`` fills in a whole core (:mod:`nvmsim.cores`; explicit tables
+        are merged key by key over it); ``device = "reram"`` is short for
+        ``[device] preset = "reram"``."""
         if isinstance(data, dict) and isinstance(data.get("device"), str):
             data = {**data, "device": {"preset": data["device"]}}
+        if isinstance(data, dict) and "preset" in data:
+            data = dict(data)
+            core = core_values(data.pop("preset"))
+            mine = data.get("device")
+            if isinstance(mine, dict) and mine.keys() & {"preset", "preset_file"}:
+                core["device"].pop("name", None)  # the named device's own name
+                core["device"].pop("preset", None)
+            data = _merge(core, data)
         return data
 
 

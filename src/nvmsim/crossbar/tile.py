@@ -67,7 +67,7 @@ _DERIVED = frozenset({
     "g", "g_ref", "_bounds", "_bounds_ref", "noisy", "compensation", "w_mean", "w_var",
     "var_const", "ref_var", "_rw_mean", "_rb_mean", "_rw_var", "_rb_var", "_rw_ref", "_rb_ref",
     "_blocks_cache", "time", "wmax", "scale", "cols", "rows", "cal0", "programmed",
-    "_alpha", "_alpha_ref", "_adc_index", "adc_unit",
+    "_alpha", "_alpha_ref", "_adc_index", "adc_unit", "_saturated",
 })  # fmt: skip
 
 
@@ -174,6 +174,7 @@ class AnalogTile(nn.Module):
             self.register_buffer(name, None, persistent=False)
         self._blocks_cache: dict | None = None
         self._adc_index: torch.Tensor | None = None
+        self._saturated: torch.Tensor | None = None  # per sample, set by a managed read
         # ADC step in integer units (bit-sliced / bit-serial reads): the calibrated LSB is
         # rounded up to this unit times a power of two, so enough bits digitise exactly
         self.adc_unit: float | None = None
@@ -730,23 +731,66 @@ class AnalogTile(nn.Module):
         x_in = x
         # convolutions run channels-last (oneDNN's fast layout); outputs stay channels-last
         x = x.to(self.w_mean.dtype).contiguous(memory_format=self._fmt)
+        if conv.noise_management == "none" and conv.bound_management == "none":
+            y = self._read_once(x, generator, apply_dac)
+        else:
+            y = self._managed_read(x, generator, apply_dac)
+        if bias is not None:
+            y = y + self._bias_view(bias)
+        if not all_finite(y) and all_finite(x_in):  # non-finite inputs may give anything
+            self._overflowed(x_in, y)
+        return y
+
+    def _read_once(
+        self, x: torch.Tensor, generator: torch.Generator | None, apply_dac: bool
+    ) -> torch.Tensor:
+        """DAC, one read of the arrays (moments or sampled), ADC: no bias."""
+        conv = self.config.converter
         if conv.dac_bits is not None and apply_dac:
             x = self.dac(x)
         adc = conv.adc_bits is not None
         if self.config.read_noise_mode == "sample" and self.noisy:
             y = self._read_sampled(x, generator, adc)
-            if not adc:
-                y = self._output_noise(y, generator)
-        else:
-            rows = self._chunk_rows(x)
-            if rows == x.shape[0]:
-                y = self._read_moments(x, generator, adc)
-            else:
-                y = torch.cat([self._read_moments(c, generator, adc) for c in x.split(rows)])
-        if bias is not None:
-            y = y + self._bias_view(bias)
-        if not all_finite(y) and all_finite(x_in):  # non-finite inputs may give anything
-            self._overflowed(x_in, y)
+            return y if adc else self._output_noise(y, generator)
+        rows = self._chunk_rows(x)
+        if rows == x.shape[0]:
+            return self._read_moments(x, generator, adc)
+        return torch.cat([self._read_moments(c, generator, adc) for c in x.split(rows)])
+
+    def _managed_read(
+        self, x: torch.Tensor, generator: torch.Generator | None, apply_dac: bool
+    ) -> torch.Tensor:
+        """aihwkit's noise and bound management around :meth:`_read_once`.
+
+        Noise management (``abs_max``): each sample's inputs are divided by their max |x|
+        (``alpha``) before the DAC (range 1) and the output multiplied by it; a zero input
+        gives a zero output. Bound management (``iterative``): samples whose read saturates
+        an ADC are read again with inputs ``2, 4, ...`` times smaller (and the output that
+        much larger), until none saturates or the factor would pass ``max_bound_factor``;
+        the last read is kept either way.
+        """
+        conv = self.config.converter
+        alpha = None
+        if conv.noise_management == "abs_max":
+            alpha = x.detach().abs().flatten(1).amax(1).view(-1, *([1] * (x.dim() - 1)))
+            zero = alpha == 0
+            alpha = torch.where(zero, torch.ones_like(alpha), alpha)
+            x = x / alpha
+            if self.dac_range is None:
+                self.dac_range = torch.ones((), dtype=x.dtype, device=x.device)
+        self._saturated = None
+        y = self._read_once(x, generator, apply_dac)
+        if conv.bound_management == "iterative":
+            sat, factor = self._saturated, 1.0
+            while sat is not None and bool(sat.any()) and factor * 2 <= conv.max_bound_factor:
+                factor *= 2
+                idx = sat.nonzero().squeeze(1)
+                again = self._read_once(x[idx] / factor, generator, apply_dac) * factor
+                y = y.index_copy(0, idx, again.to(y.dtype))
+                sat = torch.zeros_like(sat).index_copy_(0, idx, self._saturated)
+        if alpha is not None:
+            y = y * alpha.view(-1, *([1] * (y.dim() - 1)))
+            y = torch.where(zero.view(-1, *([1] * (y.dim() - 1))), torch.zeros_like(y), y)
         return y
 
     def _read_moments(
@@ -776,6 +820,7 @@ class AnalogTile(nn.Module):
         conv = self.config.converter
         adc = conv.adc_bits is not None
         draws_more = conv.output_noise > 0 or (adc and self.adc_design.noise > 0)
+        draws_more = draws_more or conv.bound_management != "none"  # per-sample flags
         if (
             x.device.type != "cpu"
             or (self.noisy and self.ref_var is not None)
@@ -1132,6 +1177,8 @@ class AnalogTile(nn.Module):
                 offset=per_column(self.adc_offset), table=self.adc_table,
                 index=per_column(index), generator=generator,
             )  # fmt: skip
+        if conv.bound_management != "none":  # per sample: did any ADC reach its bound?
+            self._saturated = (codes.abs() >= s).flatten(1).any(1)
         return codes.mul_(lsb), r
 
     def _calibrate_adc(self, y: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from nvmsim.config import AnalogConfig
+from nvmsim.config import AdcModelConfig, AnalogConfig
 from nvmsim.studies.schema import DataSpec, ScenarioSpec, TrainSpec
 
 
@@ -30,7 +30,19 @@ def train_tree(train: TrainSpec) -> dict[str, Any]:
 
 #: Analog options added after results were stored, with the default that changes nothing:
 #: left out of a run's tree at that default, so the seeds hashed from the tree stay put.
-LATER_ANALOG_OPTIONS: dict[tuple[str, str], Any] = {("converter", "attention_products"): "digital"}
+LATER_ANALOG_OPTIONS: dict[tuple[str, str], Any] = {
+    ("converter", "attention_products"): "digital",
+    ("crossbar", "weight_slices"): 1,
+    ("converter", "adc_range_percentile"): None,
+    ("converter", "adc_range_per"): "array",
+    ("converter", "adc_model"): AdcModelConfig().model_dump(mode="json"),
+    ("converter", "output_noise"): 0.0,
+    ("converter", "noise_management"): "none",
+    ("converter", "bound_management"): "none",
+    ("converter", "max_bound_factor"): 16.0,
+    ("converter", "input_bits_per_read"): None,
+    ("converter", "input_encoding"): "twos_complement",
+}
 
 
 def analog_tree(config: AnalogConfig) -> dict[str, Any]:
