@@ -51,6 +51,9 @@ def test_bench_json_reports_ratios():
         g.startswith("Transformer") for g in groups
     )
     assert all(r["ratio"] > 0 and r["per_second"] > 0 for r in out["inference"])
+    isaac = [r for r in out["inference"] if r["case"].startswith("ISAAC")]
+    assert {r["group"].split(" ")[0] for r in isaac} == {"MLP", "ResNet-18"}
+    assert all(r["reads"] == 32 and r["ratio_per_read"] == r["ratio"] / 32 for r in isaac)
     (oc,) = out["onchip"]
     assert oc["examples"] == 1000 and oc["seconds"] > 0 and oc["baseline_seconds"] > 0
     assert len(out["hwa"]) == 2  # the sampled-read and the expected-read gradient

@@ -26,17 +26,35 @@ class BenchRow:
     seconds: float
     baseline_seconds: float
     items: int
+    reads: int = 1  # array reads per input the scheme itself needs (slices x input planes)
 
     @property
     def ratio(self) -> float:
         return self.seconds / self.baseline_seconds
 
     @property
+    def ratio_per_read(self) -> float:
+        """The ratio over the work the scheme implies: what the simulator adds to it."""
+        return self.ratio / self.reads
+
+    @property
     def per_second(self) -> float:
         return self.items / self.seconds
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio, "per_second": self.per_second}
+        return {
+            **asdict(self), "ratio": self.ratio, "ratio_per_read": self.ratio_per_read,
+            "per_second": self.per_second,
+        }  # fmt: skip
+
+
+def reads_per_input(config: AnalogConfig) -> int:
+    """Reads of every array per input vector: one per weight slice and input plane."""
+    conv = config.converter
+    planes = (
+        1 if conv.input_bits_per_read is None else -(-conv.dac_bits // conv.input_bits_per_read)
+    )
+    return config.crossbar.weight_slices * planes
 
 
 def time_interleaved(
@@ -79,6 +97,11 @@ INFERENCE_CASES: dict[str, AnalogConfig] = {
     ),
 }
 
+#: ISAAC-style core: 4 slices of 2-bit cells, 8-bit inputs one bit per read, 8-bit SAR ADCs
+#: on 128 x 128 arrays (32 reads of every array per input)
+ISAAC = "ISAAC-style: 4 x 2-bit slices, bit-serial 8-bit inputs, 8-bit ADC"
+ISAAC_CASE = {ISAAC: validate(AnalogConfig, {"preset": "isaac"})}
+
 
 def bench_model(
     group: str,
@@ -94,7 +117,7 @@ def bench_model(
         for name, cfg in cases.items():
             analog = convert(model, cfg).eval()
             tb, tc = time_interleaved(lambda: model(x), lambda a=analog: a(x), repeats)
-            rows.append(BenchRow(group, name, tc, tb, len(x)))
+            rows.append(BenchRow(group, name, tc, tb, len(x), reads_per_input(cfg)))
     return rows
 
 
@@ -119,7 +142,8 @@ def run_resnet_benchmarks(
     model = build("resnet18", width=width)
     x = torch.rand(batch, 3, 32, 32)
     label = "ResNet-18 CIFAR" + (f" (width {width})" if width != 64 else "")
-    return bench_model(f"{label}, batch {batch}", model, x, RESNET_CASES, repeats)
+    rows = bench_model(f"{label}, batch {batch}", model, x, RESNET_CASES, repeats)
+    return rows + bench_model(f"{label}, batch {batch}", model, x, ISAAC_CASE, max(2, repeats // 2))
 
 
 @dataclass
@@ -165,7 +189,9 @@ def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) 
     ``nn.TransformerEncoder`` (its inference fast path)."""
     torch.manual_seed(seed)
     x = torch.rand(n, 1, 28, 28)
-    rows = bench_model("MLP 784-300-10", build("mlp300"), x, INFERENCE_CASES, repeats)
+    mlp = build("mlp300")
+    rows = bench_model("MLP 784-300-10", mlp, x, INFERENCE_CASES, repeats)
+    rows += bench_model("MLP 784-300-10", mlp, x, ISAAC_CASE, max(3, repeats // 5))
     mlp128_cases = {k: INFERENCE_CASES[k] for k in list(INFERENCE_CASES)[1:3]}
     rows += bench_model("MLP 784-128-10", build("mlp128"), x, mlp128_cases, repeats)
     cnn_cases = {

@@ -209,12 +209,14 @@ def bench(
     table = Table(
         title=f"analog inference vs plain torch ({n:,} inputs, {meta['threads']} threads)"
     )
-    for col in ("model", "case", "analog ms", "torch ms", "ratio", "inputs/s"):
+    for col in ("model", "case", "analog ms", "torch ms", "ratio", "reads", "ratio/read",
+                "inputs/s"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("model", "case") else "right")
     for r in rows:
         table.add_row(
             r["group"], r["case"], f"{1e3 * r['seconds']:.1f}",
-            f"{1e3 * r['baseline_seconds']:.1f}", f"{r['ratio']:.2f}x", f"{r['per_second']:,.0f}",
+            f"{1e3 * r['baseline_seconds']:.1f}", f"{r['ratio']:.2f}x", str(r["reads"]),
+            f"{r['ratio_per_read']:.2f}x", f"{r['per_second']:,.0f}",
         )  # fmt: skip
     console.print(table)
     for r in prog_rows:

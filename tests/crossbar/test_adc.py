@@ -50,7 +50,7 @@ def test_sar_matches_an_explicit_binary_search_of_its_cdac():
         for i in reversed(range(bits)):
             trial = reg | (1 << i)
             level = 2**bits * sum(caps[j] for j in range(bits) if trial >> j & 1) / caps.sum()
-            if ui > level - s - 0.5:
+            if ui >= level - s - 0.5:
                 reg = trial
         assert gi == min(max(reg - s, -s), s)
 
@@ -127,3 +127,14 @@ def test_adc_model_errors():
         validate(AnalogConfig, {"converter": {"adc_bits": 4, "adc_model": {"gain_std": -1}}})
     with pytest.raises(ValueError, match="exceed"):
         adc.thresholds(adc.AdcDesign(kind="sar"), 16, 1000, None)
+
+
+def test_ideal_sar_without_a_table_breaks_ties_as_its_comparator():
+    bits = 5
+    u = torch.arange(-40, 41, dtype=torch.float64) / 2  # integers and exact half-LSB ties
+    d = adc.AdcDesign(kind="sar")
+    assert not d.has_table
+    table = adc.thresholds(d, bits, 1, None, dtype=torch.float64)
+    searched = adc.search(u, table, torch.zeros(u.shape, dtype=torch.long), bits)
+    assert torch.equal(adc.convert(u.clone(), bits, d), searched)
+    assert adc.convert(torch.tensor([2.5]), bits, d).item() == 3.0  # a tie goes up

@@ -107,8 +107,13 @@ def test_conv_slices_equal_the_integer_convolution():
 def test_planes_and_digits_reassemble():
     codes = torch.arange(-31, 32, dtype=torch.float64)
     for per in (1, 2, 3, 6):
-        planes, weights = input_planes(codes, 6, per, "twos_complement")
-        assert torch.equal(sum(w * p for w, p in zip(weights, planes, strict=True)), codes)
+        for encoding, c in (("twos_complement", codes), ("unsigned", codes + 31)):
+            planes, weights = input_planes(c, 6, per, encoding)
+            planes = planes.view(len(weights), -1)
+            assert torch.equal(sum(w * p for w, p in zip(weights, planes, strict=True)), c)
+            assert planes[:-1].numel() == 0 or (
+                planes[:-1].min() >= 0 and planes[:-1].max() < 2**per
+            )
     q = torch.arange(-255, 256, dtype=torch.float64)
     assert torch.equal(sum(4**j * d for j, d in enumerate(weight_digits(q, 4, 2, False))), q)
     d = weight_digits(torch.arange(-127, 128, dtype=torch.float64), 4, 2, True)

@@ -6,7 +6,8 @@ the digital side reconstructs ``code * lsb`` (it does not know the converter's e
 models follow M. Spear et al., "The Impact of Analog-to-Digital Converter Architecture and
 Variability on Analog Neural Network Accuracy", IEEE JXCDC 9 (2023), as CrossSim 3 does:
 
-* ``uniform``: ideal transitions half an LSB either side of each code (round and clamp);
+* ``uniform``: ideal transitions half an LSB either side of each code (round half to even,
+  clamp);
 * ``sar``: successive approximation, a binary search of ``bits`` comparisons against a
   capacitive DAC (CDAC) of binary-weighted capacitors; capacitor mismatch (``capacitor_std``
   per unit capacitor; a capacitor of ``2**i`` units has ``sqrt(2**i)`` times its spread)
@@ -65,8 +66,10 @@ class AdcDesign:
 
     @property
     def has_table(self) -> bool:
-        """Whether conversion searches a threshold table (else it rounds)."""
-        return self.kind != "uniform" or bool(self.inl or self.inl_poly or self.dnl)
+        """Whether conversion searches a threshold table: mismatched capacitors or a
+        non-linearity (else the transitions are the ideal ones and conversion rounds)."""
+        cdac = self.kind != "uniform" and self.capacitor_std > 0
+        return cdac or bool(self.inl or self.inl_poly or self.dnl)
 
     @property
     def mismatch(self) -> bool:
@@ -139,7 +142,8 @@ def search(u: torch.Tensor, table: torch.Tensor, index: torch.Tensor, bits: int)
 
     On a monotonic table this is the count of transitions below ``u`` (any converter with
     those transitions); on a non-monotonic one it is exactly what a SAR register holds.
-    Returns codes in ``[-S, S]`` (the register minus ``S``, clamped).
+    A comparator trips when ``u`` reaches its level (ties go up). Returns codes in
+    ``[-S, S]`` (the register minus ``S``, clamped).
     """
     n = 2**bits
     flat = table.reshape(-1)
@@ -147,7 +151,7 @@ def search(u: torch.Tensor, table: torch.Tensor, index: torch.Tensor, bits: int)
     reg = torch.zeros(u.shape, dtype=torch.long, device=u.device)
     for i in range(bits):
         trial = reg + (1 << (bits - 1 - i))
-        reg = torch.where(u > flat.take(base + trial), trial, reg)
+        reg = torch.where(u >= flat.take(base + trial), trial, reg)
     s = steps(bits)
     return (reg - s).clamp_(-s, s).to(u.dtype)
 
@@ -172,9 +176,11 @@ def convert(
     if design.noise > 0:
         eps = torch.randn(u.shape, generator=generator, dtype=u.dtype, device=u.device)
         u = u.add_(eps, alpha=design.noise)
-    if table is None:
+    if table is None:  # ideal transitions
         s = steps(bits)
-        return u.round_().clamp_(-s, s)
+        if design.kind == "uniform":
+            return u.round_().clamp_(-s, s)  # ties to even, as torch.round
+        return u.add_(0.5).floor_().clamp_(-s, s)  # a comparator trips at its level: ties up
     if index is None:
         index = torch.zeros((), dtype=torch.long, device=u.device)
     return search(u, table, index.expand(u.shape), bits)

@@ -38,23 +38,35 @@ from nvmsim.crossbar.tile import AnalogTile, NonFiniteError, all_finite
 from nvmsim.devices import levels
 
 
-def input_planes(codes: torch.Tensor, bits: int, per_read: int, encoding: str):
-    """Split integer DAC codes into ``ceil(bits / per_read)`` digit planes and their weights:
-    ``sum_p weight_p * plane_p == codes``. Two's complement: the top plane is signed."""
+def input_planes(
+    codes: torch.Tensor, bits: int, per_read: int, encoding: str
+) -> tuple[torch.Tensor, list[float]]:
+    """Integer DAC codes ``(B, ...)`` as ``P = ceil(bits / per_read)`` digit planes stacked on
+    the batch axis ``(P * B, ...)``, and the planes' weights: ``sum_p weight_p * plane_p ==
+    codes``. Two's complement: the top plane is signed (its MSB weighs ``-2**(bits-1)``)."""
     n_planes = math.ceil(bits / per_read)
-    u = codes.to(torch.int64)
+    b = codes.shape[0]
+    u = codes.to(torch.int32)
     if encoding == "twos_complement":
-        u = u % (1 << bits)
+        u = u.bitwise_and_((1 << bits) - 1)  # two's complement bits of negative codes
+    out = torch.empty((n_planes * b, *codes.shape[1:]), dtype=codes.dtype, device=codes.device)
+    out = out.contiguous(memory_format=_format_of(codes))
     mask = (1 << per_read) - 1
-    planes, weights = [], []
     for p in range(n_planes):
-        d = (u >> (per_read * p)) & mask
-        if encoding == "twos_complement" and p == n_planes - 1:
-            width = bits - per_read * p  # the top plane's bits, its MSB is the sign
-            d = torch.where(d >= (1 << (width - 1)), d - (1 << width), d)
-        planes.append(d.to(codes.dtype))
-        weights.append(float(1 << (per_read * p)))
-    return planes, weights
+        out[p * b : (p + 1) * b].copy_(u.bitwise_right_shift(per_read * p).bitwise_and_(mask))
+    if encoding == "twos_complement":
+        width = bits - per_read * (n_planes - 1)  # the top plane's bits; its MSB is the sign
+        top = out[(n_planes - 1) * b :]
+        top.sub_((top >= (1 << (width - 1))).to(top.dtype), alpha=float(1 << width))
+    return out, [float(1 << (per_read * p)) for p in range(n_planes)]
+
+
+def _format_of(t: torch.Tensor) -> torch.memory_format:
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
 
 
 def weight_digits(q: torch.Tensor, slices: int, bits: int, offset: bool) -> list[torch.Tensor]:
@@ -196,7 +208,7 @@ class SlicedTile(nn.Module):
         first._require_programmed()
         conv = self.config.converter
         x_in = x
-        x = x.to(first.w_mean.dtype)
+        x = x.to(first.w_mean.dtype).contiguous(memory_format=first._fmt)
         if conv.dac_bits is not None:
             if first.dac_range is None:
                 first.dac_range = converters.fixed_or_calibrated(x, conv.dac_range)
@@ -206,19 +218,19 @@ class SlicedTile(nn.Module):
         else:
             codes, unit = x.detach(), torch.ones((), dtype=x.dtype, device=x.device)
         if conv.input_bits_per_read is not None:
-            planes, pw = input_planes(
+            stacked, pw = input_planes(
                 codes, conv.dac_bits, conv.input_bits_per_read, conv.input_encoding
             )
         else:
-            planes, pw = [codes], [1.0]
-        stacked = torch.cat(planes) if len(planes) > 1 else planes[0]
+            stacked, pw = codes, [1.0]
         b, bits = x.shape[0], self.config.device.bits or 0
         y = None
         for j, t in enumerate(self.slices):
             yj = t.read(stacked, generator, apply_dac=False)
-            yj = yj.view(len(planes), b, *yj.shape[1:])
-            part = yj[0] if len(planes) == 1 else torch.einsum("p,p...->...", yj.new_tensor(pw), yj)
-            part = part.mul_(2.0 ** (bits * j))
+            yj = yj.view(len(pw), b, *yj.shape[1:])
+            part = yj[0].mul_(pw[0] * 2.0 ** (bits * j))
+            for p in range(1, len(pw)):  # shift and add the input planes
+                part.add_(yj[p], alpha=pw[p] * 2.0 ** (bits * j))
             y = part if y is None else y.add_(part)
         if self.offset_correction:
             s = self.product.channel_sums(codes)  # (B, G, *o)

@@ -965,7 +965,8 @@ class AnalogTile(nn.Module):
         parts = self.partition()
         noisy = self.noisy
         const = self.var_const is not None
-        out = x.new_empty(b, gn, nb, self.cols)
+        # each array's partial sums contiguous (BLAS writes them in place); viewed (B, G, nb, c)
+        out = x.new_empty(gn, nb, b, self.cols).permute(2, 0, 1, 3)
         var = x.new_empty(b, gn, nb, 1 if const else self.cols) if noisy else None
         with_ref = noisy and self.ref_var is not None
         ref = x.new_empty(b, gn, nb, self.col_blocks) if with_ref else None
@@ -1003,7 +1004,9 @@ class AnalogTile(nn.Module):
         self, xs: torch.Tensor, m: torch.Tensor, s: int, e: int, out: torch.Tensor, bias: bool
     ) -> None:
         """``out = xs @ m[s:e]`` (plus the bias row, driven at 1) into a view of the output."""
-        if e > s:
+        if e > s and out.is_contiguous() and not (xs.requires_grad or m.requires_grad):
+            torch.matmul(xs, m[s:e], out=out)
+        elif e > s:
             out.copy_(xs @ m[s:e])
         else:
             out.zero_()
