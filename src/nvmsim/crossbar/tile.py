@@ -755,7 +755,12 @@ class AnalogTile(nn.Module):
         rows = self._chunk_rows(x)
         if rows == x.shape[0]:
             return self._read_moments(x, generator, adc)
-        return torch.cat([self._read_moments(c, generator, adc) for c in x.split(rows)])
+        if self.product.dims or not adc:
+            return torch.cat([self._read_moments(c, generator, adc) for c in x.split(rows)])
+        y = x.new_empty(x.shape[0], self.out_features)  # dense chunks sum into place
+        for c, out in zip(x.split(rows), y.split(rows), strict=True):
+            self._read_moments(c, generator, adc, out)
+        return y
 
     def _managed_read(
         self, x: torch.Tensor, generator: torch.Generator | None, apply_dac: bool
@@ -794,15 +799,20 @@ class AnalogTile(nn.Module):
         return y
 
     def _read_moments(
-        self, x: torch.Tensor, generator: torch.Generator | None, adc: bool
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None,
+        adc: bool,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """A read by the moment identity, digitised per row array when there is an ADC."""
+        """A read by the moment identity, digitised per row array when there is an ADC
+        (a dense read with an ADC may sum its arrays into ``out``)."""
         if adc and self.row_blocks > 1:
             blocks = self._read_blocks_dense if not self.product.dims else self._read_blocks
-            return self.adc(blocks(x, generator), generator)
+            return self.adc(blocks(x, generator), generator, out)
         y = self._read_moment(x, generator)
         if adc:
-            return self.adc(self._as_partials(y), generator)
+            return self.adc(self._as_partials(y), generator, out)
         return self._output_noise(y, generator)
 
     def _chunk_rows(self, x: torch.Tensor) -> int:
@@ -1132,15 +1142,20 @@ class AnalogTile(nn.Module):
             return q
         return _straight_through(x.clamp(lo, hi), q)
 
-    def adc(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def adc(
+        self,
+        y: torch.Tensor,
+        generator: torch.Generator | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Digitise partial sums ``(B, G, n_arrays, cols, *o)`` with one range per row array of
         each group (or per column), then add them digitally: ``(B, out, *o)``. Output noise
         and the ADC model's errors come first. Overwrites ``y`` unless it needs a gradient
         (then rounding is straight-through; saturation is not)."""
         q, r = self.adc_partials(y, generator)
-        q = self._add_partials(q)
         if not y.requires_grad:
-            return q
+            return self._add_partials(q, out)
+        q = self._add_partials(q)
         return _straight_through(self._add_partials(torch.clamp(y, -r, r)), q)
 
     def adc_partials(
@@ -1168,6 +1183,8 @@ class AnalogTile(nn.Module):
         d = self.adc_design
         if d.ideal:
             codes, _ = converters.quantize_codes(yq, bits, r, inplace=True)
+        elif d.ideal_comparators:  # SAR / ramp with ideal transitions: two passes
+            codes = adc_models.comparator_codes(yq, lsb, bits)
         else:
             view = (1, self.groups, self.row_blocks, self.cols, *([1] * len(sp)))
 
@@ -1195,9 +1212,13 @@ class AnalogTile(nn.Module):
         r = converters.calibrated_range(y, dims=dims, percentile=conv.adc_range_percentile)
         return r.reshape(y.shape[1], y.shape[2], *((y.shape[3],) if per_column else ()))
 
-    def _add_partials(self, q: torch.Tensor) -> torch.Tensor:
-        """Digital sum of the row arrays' partial sums: ``(B, G, nb, cols, *o) -> (B, out, *o)``."""
+    def _add_partials(self, q: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Digital sum of the row arrays' partial sums: ``(B, G, nb, cols, *o) -> (B, out, *o)``
+        (a dense sum may go into ``out``, ``(B, out)``)."""
         b, sp = q.shape[0], q.shape[4:]
+        if out is not None and not sp:
+            torch.sum(q, 2, out=out.view(b, self.groups, self.cols))
+            return out
         if sp and q.stride(3) == 1:  # channels-last partial sums: reduce in memory order
             n = len(sp)
             perm = (0, *range(4, 4 + n), 1, 2, 3)  # (B, *o, G, nb, cols), contiguous
