@@ -138,14 +138,3 @@ def test_ideal_sar_without_a_table_breaks_ties_as_its_comparator():
     searched = adc.search(u, table, torch.zeros(u.shape, dtype=torch.long), bits)
     assert torch.equal(adc.convert(u.clone(), bits, d), searched)
     assert adc.convert(torch.tensor([2.5]), bits, d).item() == 3.0  # a tie goes up
-
-
-def test_comparator_fast_path_equals_the_general_conversion():
-    g = torch.Generator().manual_seed(4)
-    y = torch.randn(3, 2, 4, 5, generator=g, dtype=torch.float64) * 3
-    y[0, 0, 0, :3] = torch.tensor([0.25, 0.75, -0.25])  # exact ties at lsb 0.5
-    lsb = torch.tensor([0.5, 1.0], dtype=torch.float64).view(1, 2, 1, 1)
-    d = adc.AdcDesign(kind="ramp")
-    assert d.ideal_comparators
-    want = adc.convert(y.clone() / lsb, 4, d)
-    assert torch.equal(adc.comparator_codes(y.clone(), lsb, 4), want)

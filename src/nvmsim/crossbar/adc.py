@@ -72,15 +72,6 @@ class AdcDesign:
         return cdac or bool(self.inl or self.inl_poly or self.dnl)
 
     @property
-    def ideal_comparators(self) -> bool:
-        """A SAR or ramp converter with ideal transitions and no errors."""
-        return (
-            self.kind != "uniform"
-            and not self.has_table
-            and not (self.gain_std or self.offset_std or self.noise)
-        )
-
-    @property
     def mismatch(self) -> bool:
         """Whether anything is drawn once per chip instance."""
         return bool(self.gain_std or self.offset_std or (self.has_table and self.capacitor_std))
@@ -163,13 +154,6 @@ def search(u: torch.Tensor, table: torch.Tensor, index: torch.Tensor, bits: int)
         reg = torch.where(u >= flat.take(base + trial), trial, reg)
     s = steps(bits)
     return (reg - s).clamp_(-s, s).to(u.dtype)
-
-
-def comparator_codes(y: torch.Tensor, lsb: torch.Tensor, bits: int) -> torch.Tensor:
-    """Codes of ideal comparator transitions (ties up) straight from ``y``: the same as
-    :func:`convert` of ``y / lsb`` for an ideal SAR or ramp, in fewer passes. Overwrites ``y``."""
-    s = steps(bits)
-    return torch.div(y.add_(lsb * 0.5), lsb, rounding_mode="floor", out=y).clamp_(-s, s)
 
 
 def convert(

@@ -1183,8 +1183,6 @@ class AnalogTile(nn.Module):
         d = self.adc_design
         if d.ideal:
             codes, _ = converters.quantize_codes(yq, bits, r, inplace=True)
-        elif d.ideal_comparators:  # SAR / ramp with ideal transitions: two passes
-            codes = adc_models.comparator_codes(yq, lsb, bits)
         else:
             view = (1, self.groups, self.row_blocks, self.cols, *([1] * len(sp)))
 

@@ -74,6 +74,8 @@ LABELS: dict[str, tuple[str, Any]] = {
     "train.lr": ("learning rate", ""),
     "train.optimizer": ("optimizer", ""),
     "train.momentum": ("momentum", ""),
+    "analog.converter.input_bits_per_read": ("input bits per read", "bits"),
+    "analog.crossbar.weight_slices": ("weight slices", ""),
     "scenario.clip_inputs": ("noisy inputs clipped to [0, 1]", ""),
     "scenario.onchip.lr": ("on-chip learning rate", ""),
     "scenario.onchip.asymmetry": ("on-chip SET/RESET asymmetry", ""),
