@@ -138,3 +138,29 @@ def test_ideal_sar_without_a_table_breaks_ties_as_its_comparator():
     searched = adc.search(u, table, torch.zeros(u.shape, dtype=torch.long), bits)
     assert torch.equal(adc.convert(u.clone(), bits, d), searched)
     assert adc.convert(torch.tensor([2.5]), bits, d).item() == 3.0  # a tie goes up
+
+
+def test_adc_mismatch_is_saved_in_chip_files(tmp_path):
+    from nvmsim.io.chip import load_chip, save_chip
+    from nvmsim.nn import convert
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(80, 20))
+    conv = {"adc_bits": 6, "adc_model": {"kind": "sar", "capacitor_std": 0.05,
+                                         "offset_std": 0.3, "noise": 0.2}}  # fmt: skip
+    cfg = AnalogConfig(converter=conv, crossbar={"tile_rows": 32})
+    chip = convert(model, cfg)
+    x = torch.randn(16, 80)
+    with torch.no_grad():
+        chip(x)
+        save_chip(chip, tmp_path / "adc.safetensors")
+        want = chip(x)
+        other = convert(model, cfg.model_copy(update={"seed": 9}))
+        assert not torch.equal(other[0].tile.adc_table, chip[0].tile.adc_table)
+    with pytest.raises(ValueError, match="another config"):
+        load_chip(other, tmp_path / "adc.safetensors")
+    fresh = convert(model, cfg)
+    fresh[0].tile.adc_offset.add_(1.0)  # a different chip until the file is loaded
+    load_chip(fresh, tmp_path / "adc.safetensors")
+    with torch.no_grad():
+        assert torch.equal(fresh(x), want)

@@ -177,3 +177,19 @@ def test_slicing_errors():
         validate(AnalogConfig, {"converter": {"input_bits_per_read": 1}})
     with pytest.raises(ValueError, match="at most 24"):
         validate(AnalogConfig, {"device": {"bits": 8}, "crossbar": {"weight_slices": 4}})
+
+
+def test_sliced_layers_train_straight_through_and_follow_casts():
+    torch.manual_seed(4)
+    lin = nn.Linear(20, 3)
+    layer = AnalogLinear.from_torch(lin, _config(2, 4, 8, 1, "twos_complement", "offset", 8))
+    x = torch.randn(5, 20, requires_grad=True)
+    layer(x).sum().backward()
+    q_weight = layer.tile.w_read  # the quantised weights the slices hold
+    assert torch.allclose(x.grad, q_weight.sum(0).expand(5, 20))
+    assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
+    layer = layer.double()
+    xd = torch.randn(4, 20, dtype=torch.float64)
+    with torch.no_grad():
+        y = layer(xd)
+    assert y.dtype == torch.float64 and torch.allclose(y, lin.double()(xd), atol=0.05)
