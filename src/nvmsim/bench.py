@@ -50,11 +50,7 @@ class BenchRow:
 
 def reads_per_input(config: AnalogConfig) -> int:
     """Reads of every array per input vector: one per weight slice and input plane."""
-    conv = config.converter
-    planes = (
-        1 if conv.input_bits_per_read is None else -(-conv.dac_bits // conv.input_bits_per_read)
-    )
-    return config.crossbar.weight_slices * planes
+    return config.crossbar.weight_slices * config.input_reads
 
 
 def time_interleaved(

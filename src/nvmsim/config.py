@@ -427,6 +427,19 @@ class AnalogConfig(_Strict):
             )
         return self
 
+    @property
+    def sliced(self) -> bool:
+        """Whether weights are bit-sliced or inputs bit-serial (a layer of several reads)."""
+        return self.crossbar.weight_slices > 1 or self.converter.input_bits_per_read is not None
+
+    @property
+    def input_reads(self) -> int:
+        """Reads per input vector: ``ceil(dac_bits / input_bits_per_read)``, 1 in one shot."""
+        conv = self.converter
+        if conv.input_bits_per_read is None:
+            return 1
+        return math.ceil(conv.dac_bits / conv.input_bits_per_read)
+
     @model_validator(mode="after")
     def _slicing(self) -> AnalogConfig:
         k, dev = self.crossbar.weight_slices, self.device
@@ -438,17 +451,16 @@ class AnalogConfig(_Strict):
             raise ValueError(
                 f"weight_slices * device.bits = {k * dev.bits} bits; at most 24 stay exact"
             )
-        serial = self.converter.input_bits_per_read is not None
-        if (k > 1 or serial) and self.crossbar.bias == "analog":
+        if self.sliced and self.crossbar.bias == "analog":
             raise ValueError(
                 "bit-sliced weights and bit-serial inputs keep the bias digital "
                 "(crossbar.bias = 'digital')"
             )
-        if (k > 1 or serial) and self.crossbar.parasitics:
+        if self.sliced and self.crossbar.parasitics:
             raise ValueError("bit-sliced and bit-serial reads do not solve IR drop; set r_* = 0")
         conv = self.converter
         managed = (conv.noise_management, conv.bound_management) != ("none", "none")
-        if (k > 1 or serial) and managed:
+        if self.sliced and managed:
             raise ValueError(
                 "bit-sliced and bit-serial reads take integer codes: noise and bound "
                 "management are for one-shot reads"

@@ -71,11 +71,6 @@ class AdcDesign:
         cdac = self.kind != "uniform" and self.capacitor_std > 0
         return cdac or bool(self.inl or self.inl_poly or self.dnl)
 
-    @property
-    def mismatch(self) -> bool:
-        """Whether anything is drawn once per chip instance."""
-        return bool(self.gain_std or self.offset_std or (self.has_table and self.capacitor_std))
-
 
 def nonlinearity(design: AdcDesign, bits: int) -> np.ndarray:
     """INL (LSB) at each of the ``2**bits - 1`` transitions ``r = 1 .. 2**bits - 1`` (float64)."""

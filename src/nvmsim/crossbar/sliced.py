@@ -32,14 +32,18 @@ import torch
 from torch import nn
 
 from nvmsim.config import AnalogConfig
-from nvmsim.crossbar import converters, mapping
+from nvmsim.crossbar import mapping
 from nvmsim.crossbar.products import Product
 from nvmsim.crossbar.tile import AnalogTile, NonFiniteError, all_finite
 from nvmsim.devices import levels
 
 
 def input_planes(
-    codes: torch.Tensor, bits: int, per_read: int, encoding: str
+    codes: torch.Tensor,
+    bits: int,
+    per_read: int,
+    encoding: str,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[torch.Tensor, list[float]]:
     """Integer DAC codes ``(B, ...)`` as ``P = ceil(bits / per_read)`` digit planes stacked on
     the batch axis ``(P * B, ...)``, and the planes' weights: ``sum_p weight_p * plane_p ==
@@ -49,8 +53,8 @@ def input_planes(
     u = codes.to(torch.int32)
     if encoding == "twos_complement":
         u = u.bitwise_and_((1 << bits) - 1)  # two's complement bits of negative codes
-    out = torch.empty((n_planes * b, *codes.shape[1:]), dtype=codes.dtype, device=codes.device)
-    out = out.contiguous(memory_format=_format_of(codes))
+    shape = (n_planes * b, *codes.shape[1:])
+    out = codes.new_empty(shape).contiguous(memory_format=memory_format)
     mask = (1 << per_read) - 1
     for p in range(n_planes):
         out[p * b : (p + 1) * b].copy_(u.bitwise_right_shift(per_read * p).bitwise_and_(mask))
@@ -59,14 +63,6 @@ def input_planes(
         top = out[(n_planes - 1) * b :]
         top.sub_((top >= (1 << (width - 1))).to(top.dtype), alpha=float(1 << width))
     return out, [float(1 << (per_read * p)) for p in range(n_planes)]
-
-
-def _format_of(t: torch.Tensor) -> torch.memory_format:
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d):
-        return torch.channels_last_3d
-    return torch.contiguous_format
 
 
 def weight_digits(q: torch.Tensor, slices: int, bits: int, offset: bool) -> list[torch.Tensor]:
@@ -96,11 +92,9 @@ class SlicedTile(nn.Module):
             raise ValueError("bit-sliced and bit-serial tiles keep the bias digital")
         self.bias_row = False
         conv = self.config.converter
-        sub = self.config.model_copy(
-            update={"converter": conv.model_copy(update={"dac_bits": None})}
-        )
+        # the slices share the row drivers: this tile applies the DAC, they read its codes
         k = self.config.crossbar.weight_slices
-        self.slices = nn.ModuleList(AnalogTile(sub, self.product) for _ in range(k))
+        self.slices = nn.ModuleList(AnalogTile(self.config, self.product) for _ in range(k))
         self.integer_weights = self.config.device.bits is not None
         for t in self.slices:
             t.adc_unit = 1.0 if self.integer_weights and conv.dac_bits is not None else None
@@ -210,16 +204,12 @@ class SlicedTile(nn.Module):
         x_in = x
         x = x.to(first.w_mean.dtype).contiguous(memory_format=first._fmt)
         if conv.dac_bits is not None:
-            if first.dac_range is None:
-                first.dac_range = converters.fixed_or_calibrated(x, conv.dac_range)
-            codes, unit, _, _ = converters.input_codes(
-                x, conv.dac_bits, first.dac_range, conv.input_encoding
-            )
+            codes, unit, _, _ = first.dac_codes(x)
         else:
             codes, unit = x.detach(), torch.ones((), dtype=x.dtype, device=x.device)
         if conv.input_bits_per_read is not None:
             stacked, pw = input_planes(
-                codes, conv.dac_bits, conv.input_bits_per_read, conv.input_encoding
+                codes, conv.dac_bits, conv.input_bits_per_read, conv.input_encoding, first._fmt
             )
         else:
             stacked, pw = codes, [1.0]
@@ -249,5 +239,4 @@ class SlicedTile(nn.Module):
 
 def make_tile(config: AnalogConfig, product: Product, bias_row: bool = False) -> nn.Module:
     """The tile a layer needs: bit-sliced / bit-serial or one plain :class:`AnalogTile`."""
-    sliced = config.crossbar.weight_slices > 1 or config.converter.input_bits_per_read is not None
-    return (SlicedTile if sliced else AnalogTile)(config, product, bias_row)
+    return (SlicedTile if config.sliced else AnalogTile)(config, product, bias_row)

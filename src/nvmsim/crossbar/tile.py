@@ -163,6 +163,8 @@ class AnalogTile(nn.Module):
         super().__init__()
         self.config = config or AnalogConfig()
         self.product = product or Product()
+        #: the ADC model of this tile's converters (the config is frozen: built once)
+        self.adc_design = adc_models.AdcDesign(**self.config.converter.adc_model.model_dump())
         self.bias_row = bool(bias_row)
         self.programmed = False
         self.name = ""  # the layer's name in its model, for messages (set by ``convert``)
@@ -328,11 +330,6 @@ class AnalogTile(nn.Module):
             self._dev_bound(g_min, s), self._dev_bound(1.0, s), generator,
         )  # fmt: skip
         return g, s
-
-    @property
-    def adc_design(self) -> adc_models.AdcDesign:
-        """The ADC model of this tile's converters."""
-        return adc_models.AdcDesign(**self.config.converter.adc_model.model_dump())
 
     def _adc_tables(self) -> int:
         """Converters with their own threshold table: one design (uniform), one ramp per
@@ -1131,16 +1128,21 @@ class AnalogTile(nn.Module):
     def dac(self, x: torch.Tensor) -> torch.Tensor:
         """Quantise inputs to the DAC's levels (straight-through when ``x`` needs a gradient);
         the range is calibrated on the first call (``dac_range = "auto"``)."""
-        conv = self.config.converter
-        if self.dac_range is None:
-            self.dac_range = converters.fixed_or_calibrated(x, conv.dac_range)
-        codes, lsb, lo, hi = converters.input_codes(
-            x, conv.dac_bits, self.dac_range, conv.input_encoding
-        )
+        codes, lsb, lo, hi = self.dac_codes(x)
         q = codes.mul_(lsb)
         if not x.requires_grad:
             return q
         return _straight_through(x.clamp(lo, hi), q)
+
+    def dac_codes(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The DAC's integer codes of ``x``, its LSB and the range ``[lo, hi]`` they cover
+        (:func:`converters.input_codes`), calibrating the range on the first call."""
+        conv = self.config.converter
+        if self.dac_range is None:
+            self.dac_range = converters.fixed_or_calibrated(x, conv.dac_range)
+        return converters.input_codes(x, conv.dac_bits, self.dac_range, conv.input_encoding)
 
     def adc(
         self,

@@ -197,15 +197,14 @@ def _analog_bias(layer: nn.Module, cfg: AnalogConfig) -> int:
 
 
 def _common(cfg: AnalogConfig) -> dict[str, int]:
-    xb, conv = cfg.crossbar, cfg.converter
-    serial = conv.input_bits_per_read
+    xb = cfg.crossbar
     return {
         "d": 2 if xb.mapping == "differential" else 1,
         "ref": 1 if xb.mapping == "offset" else 0,
         "tile_rows": xb.tile_rows,
         "tile_cols": xb.tile_cols,
         "slices": xb.weight_slices,
-        "planes": 1 if serial is None else math.ceil(conv.dac_bits / serial),
+        "planes": cfg.input_reads,
     }
 
 

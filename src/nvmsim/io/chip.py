@@ -50,9 +50,8 @@ def _key(name: str, part: str, buffer: str) -> str:
 
 def _scalars(layer: AnalogMixin) -> dict:
     """Scalars of every part: a plain mapping for one tile, one per part for slices."""
-    parts = _parts(layer)
-    per = {part: {s: getattr(t, s) for s in SCALARS} for part, t in parts}
-    return per[""] if len(parts) == 1 and parts[0][0] == "" else per
+    per = {part: {s: getattr(t, s) for s in SCALARS} for part, t in _parts(layer)}
+    return per if isinstance(layer.tile, SlicedTile) else per[""]
 
 
 def save_chip(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -125,9 +124,9 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         if saved[name]["config"] != layer.config.model_dump(mode="json"):
             raise ChipError(f"{path}: layer {name!r} was programmed with another config")
         layer._ensure_programmed()  # the model's own state gives this architecture's shapes
-        scalars = saved[name]["scalars"]
-        per = scalars if len(_parts(layer)) > 1 or _parts(layer)[0][0] else {"": scalars}
-        if not isinstance(per, dict) or set(per) != {p for p, _ in _parts(layer)}:
+        scalars, parts = saved[name]["scalars"], _parts(layer)
+        per = scalars if isinstance(layer.tile, SlicedTile) else {"": scalars}
+        if not isinstance(per, dict) or set(per) != {p for p, _ in parts}:
             raise ChipError(f"{path}: layer {name!r} scalars do not match its tiles")
         for values in per.values():
             if (
@@ -141,7 +140,7 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
                 raise ChipError(f"{path}: layer {name!r} scalars must be finite {list(SCALARS)}")
         loaded[name] = {
             part: (_tile_state(path, name, part, tile, layer, tensors), per[part])
-            for part, tile in _parts(layer)
+            for part, tile in parts
         }
     model.load_state_dict(state)
     for name, layer in layers.items():
