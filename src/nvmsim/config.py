@@ -306,6 +306,12 @@ class CrossbarConfig(_Strict):
     #: ``weight_slices`` arrays of ``device.bits``-bit cells, each array read and digitised on
     #: its own and the slices shifted and added digitally (Xiao et al. 2022; ISAAC)
     weight_slices: int = Field(1, ge=1, le=16)
+    #: recurrent layers: ``"split"`` puts ``W_ih`` and ``W_hh`` on arrays of their own (the
+    #: input matrix read for all steps at once, as aihwkit's analog LSTM); ``"joint"`` stacks
+    #: ``[W_ih | W_hh]`` as the rows of one array set per layer and direction, read once per
+    #: step with ``[x_t; h_{t-1}]`` (paper 000's Mosaics core): one noise draw and one ADC
+    #: conversion per gate column and step instead of two
+    recurrent: Literal["split", "joint"] = "split"
     r_row: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     r_col: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     r_access: float = Field(0.0, ge=0.0, allow_inf_nan=False)

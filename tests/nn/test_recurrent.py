@@ -37,15 +37,32 @@ def _torch_layer(kind: str, size: int, hidden: int, layers: int, bidi: bool, fir
     batch=st.integers(1, 3),
     with_state=st.booleans(),
     tile_rows=st.sampled_from([2, 256]),
+    joint=st.booleans(),
+    grad=st.booleans(),
 )
 def test_ideal_recurrent_layers_equal_torch(
-    kind, size, hidden, layers, bidi, first, bias, proj, steps, batch, with_state, tile_rows
+    kind,
+    size,
+    hidden,
+    layers,
+    bidi,
+    first,
+    bias,
+    proj,
+    steps,
+    batch,
+    with_state,
+    tile_rows,
+    joint,
+    grad,
 ):
+    """Split and joint arrays; with gradients on (out of place) and off (in place)."""
     proj = proj if kind == "lstm" and proj < hidden else 0
+    joint = joint and kind != "gru"
     torch.manual_seed(0)
     ref = _torch_layer(kind, size, hidden, layers, bidi, first, bias, proj).double()
-    cfg = validate(AnalogConfig, {"crossbar": {"tile_rows": tile_rows}})
-    analog = convert(ref, cfg)
+    xb = {"tile_rows": tile_rows, "recurrent": "joint" if joint else "split"}
+    analog = convert(ref, validate(AnalogConfig, {"crossbar": xb}))
     assert type(analog).__name__.startswith("Analog")
     assert analog.state_dict().keys() == ref.state_dict().keys()
     x = torch.randn((batch, steps, size) if first else (steps, batch, size), dtype=torch.float64)
@@ -55,7 +72,8 @@ def test_ideal_recurrent_layers_equal_torch(
         h0 = torch.randn(n, batch, h_out, dtype=torch.float64)
         hx = (h0, torch.randn(n, batch, hidden, dtype=torch.float64)) if kind == "lstm" else h0
     want, want_state = ref(x, hx)
-    got, got_state = analog(x, hx)
+    with torch.set_grad_enabled(grad):
+        got, got_state = analog(x, hx)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-9)
     for g, w in zip(
         got_state if kind == "lstm" else (got_state,),
@@ -119,3 +137,83 @@ def test_constructor_takes_torch_arguments(cls):
                                                            bidirectional=True)  # fmt: skip
     assert layer.state_dict().keys() == ref.state_dict().keys()
     assert layer(torch.randn(2, 3, 4, dtype=torch.float64))[0].shape == (2, 3, 10)
+
+
+def _joint(**device) -> AnalogConfig:
+    return validate(AnalogConfig, {"device": device, "crossbar": {"recurrent": "joint"}})
+
+
+def test_joint_arrays_hold_input_and_recurrent_rows():
+    ref = nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2)
+    analog = convert(ref, _joint())
+    assert set(analog.arrays) == {
+        f"{p}_l{k}{d}" for p in ("joint", "hr") for k in (0, 1) for d in ("", "_reverse")
+    }
+    joint = analog.arrays["joint_l1_reverse"]
+    assert joint.weight.shape == (16, 2 * 2 + 2)  # [W_ih | W_hh] of the second layer
+    torch.testing.assert_close(
+        joint.bias, ref.bias_ih_l1_reverse + ref.bias_hh_l1_reverse, rtol=0, atol=0
+    )
+    assert analog.state_dict().keys() == ref.state_dict().keys()
+    with pytest.raises(ValueError, match="candidate gate scales its recurrent part"):
+        convert(nn.GRU(3, 4), _joint())
+
+
+def _pre_activations(analog, x, h0, draws: int) -> torch.Tensor:
+    """``draws`` one-step outputs of a ReLU RNN whose large bias keeps ReLU linear."""
+    with torch.no_grad():
+        return torch.stack([analog(x, h0)[0][0] for _ in range(draws)])
+
+
+@pytest.mark.parametrize("noise", ["additive", "proportional"])
+def test_joint_read_is_one_read_of_the_stacked_arrays(noise):
+    """With per-device read noise (digital bias, no converters) a joint read has the
+    distribution of the split reads (the variances add either way) and of explicit
+    per-device sampling, with half the draws: checked in mean and variance."""
+    torch.manual_seed(3)
+    ref = nn.RNN(5, 4, nonlinearity="relu").double()
+    with torch.no_grad():
+        ref.bias_ih_l0.fill_(3.0)
+    x, h0 = torch.rand(1, 2, 5, dtype=torch.float64), torch.rand(1, 2, 4, dtype=torch.float64)
+    device = {"read_noise": {"kind": noise, "sigma": 0.1}, "on_off_ratio": 10, "clip": "none"}
+    reads = {}
+    for name, mode, rec in [
+        ("joint", "moment", "joint"),
+        ("sampled", "sample", "joint"),
+        ("split", "moment", "split"),
+    ]:
+        cfg = validate(AnalogConfig, {"device": device, "read_noise_mode": mode,
+                                      "crossbar": {"recurrent": rec}})  # fmt: skip
+        reads[name] = _pre_activations(convert(ref, cfg), x, h0, 4000)
+    assert reads["joint"].min() > 0  # ReLU stayed linear
+    n = 4000
+    for other in ("sampled", "split"):
+        a, b = reads["joint"], reads[other]
+        se_mean = (a.var(0) / n + b.var(0) / n).sqrt()
+        assert ((a.mean(0) - b.mean(0)).abs() < 5 * se_mean).all()
+        # variance: standard error of a sample variance ~ var * sqrt(2 / n)
+        se_var = (a.var(0) + b.var(0)) * (2 / n) ** 0.5
+        assert ((a.var(0) - b.var(0)).abs() < 5 * se_var).all()
+    assert (reads["joint"].var(0) > 0).all()
+
+
+def test_joint_read_draws_once_per_gate_column_and_step(monkeypatch):
+    from nvmsim.crossbar.tile import AnalogTile
+
+    drawn = []
+    randn = AnalogTile._randn
+
+    def counted(self, like, g):
+        drawn.append(like.numel())
+        return randn(self, like, g)
+
+    monkeypatch.setattr(AnalogTile, "_randn", counted)
+    x = torch.rand(5, 2, 3)  # 5 steps, batch 2; 4 gates of 4 units
+    for rec, per_read in (("joint", 1), ("split", 2)):
+        cfg = validate(AnalogConfig, {
+            "device": {"read_noise": {"kind": "additive", "sigma": 0.1}},
+            "crossbar": {"recurrent": rec},
+        })  # fmt: skip
+        drawn.clear()
+        convert(nn.LSTM(3, 4), cfg)(x)
+        assert sum(drawn) == per_read * 5 * 2 * 16

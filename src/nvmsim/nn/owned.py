@@ -19,7 +19,9 @@ from nvmsim.nn.base import AnalogMixin
 
 
 class OwnedMatrix(AnalogMixin, nn.Module):
-    """The dense matrix ``owner.<weight>`` (out, in) plus ``sum(owner.<bias>)`` on a crossbar.
+    """The dense matrix ``owner.<weight>`` (out, in) plus ``sum(owner.<bias>)`` on a crossbar;
+    ``weight`` may name several matrices, placed side by side as the rows of one array set
+    (a recurrent layer's ``[W_ih | W_hh]``, read with ``[x_t; h_{t-1}]``).
 
     The owner is held outside the module tree (no cycle in ``modules()``; ``deepcopy`` maps it
     to the copy's owner). The owner must call :meth:`follow_owner` after it moves or casts its
@@ -29,7 +31,7 @@ class OwnedMatrix(AnalogMixin, nn.Module):
     def __init__(
         self,
         owner: nn.Module,
-        weight: str,
+        weight: str | tuple[str, ...],
         biases: tuple[str, ...] = (),
         config: AnalogConfig | None = None,
         seed: int | None = None,
@@ -38,7 +40,8 @@ class OwnedMatrix(AnalogMixin, nn.Module):
     ) -> None:
         nn.Module.__init__(self)
         self.__dict__["_owner"] = owner
-        self.weight_name, self.bias_names = weight, tuple(biases)
+        self.weight_names = (weight,) if isinstance(weight, str) else tuple(weight)
+        self.bias_names = tuple(biases)
         # slices [start, stop) of the owner's output rows (None: all of them)
         self.out_rows, self.bias_rows = rows, bias_rows if bias_rows is not None else rows
         self._init_analog(config, seed, Product())
@@ -49,7 +52,8 @@ class OwnedMatrix(AnalogMixin, nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:  # type: ignore[override]
-        return self._param(self.weight_name, self.out_rows)
+        ws = [self._param(n, self.out_rows) for n in self.weight_names]
+        return ws[0] if len(ws) == 1 else torch.cat(ws, dim=1)
 
     @property
     def bias(self) -> torch.Tensor | None:  # type: ignore[override]
@@ -57,7 +61,7 @@ class OwnedMatrix(AnalogMixin, nn.Module):
         return None if not bs else bs[0] if len(bs) == 1 else sum(bs[1:], bs[0])
 
     def _version(self) -> tuple[int, ...]:
-        names = (self.weight_name, *self.bias_names)
+        names = (*self.weight_names, *self.bias_names)
         return tuple(self._owner.get_parameter(n)._version for n in names)
 
     def follow_owner(self, was_current: bool) -> None:
@@ -76,7 +80,8 @@ class OwnedMatrix(AnalogMixin, nn.Module):
     def extra_repr(self) -> str:
         w = self.weight
         bias = "+".join(self.bias_names) or "none"
-        return f"{self.weight_name} {tuple(w.shape)}, bias={bias}, device={self.config.device.name}"
+        names = "|".join(self.weight_names)
+        return f"{names} {tuple(w.shape)}, bias={bias}, device={self.config.device.name}"
 
 
 class OwnedArrays:

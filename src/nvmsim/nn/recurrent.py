@@ -4,10 +4,14 @@ Same signatures, parameters and ``state_dict`` keys as :class:`torch.nn.RNN`, ``
 ``GRU`` (``num_layers``, ``bidirectional``, ``batch_first``, ``dropout``, ``bias``,
 ``nonlinearity``, LSTM's ``proj_size``). Each layer and direction programs its input matrix
 ``W_ih`` (with ``b_ih``), its recurrent matrix ``W_hh`` (with ``b_hh``) and, for a projected
-LSTM, ``W_hr``, each on its own arrays (:class:`OwnedMatrix`). Every time step is a fresh read:
-the input matrix is read for all steps at once (each step of each sequence is its own read,
-with its own noise, DAC and ADC), the recurrent matrix once per step on the previous hidden
-state. The gate arithmetic (sigmoid, tanh, products) is digital.
+LSTM, ``W_hr`` (:class:`OwnedMatrix`). Every time step is a fresh read. With
+``crossbar.recurrent = "split"`` (the default) ``W_ih`` and ``W_hh`` sit on arrays of their
+own: the input matrix is read for all steps at once (each step of each sequence is its own
+read, with its own noise, DAC and ADC), the recurrent matrix once per step on the previous
+hidden state. With ``"joint"`` they are the rows of one array set, ``[W_ih | W_hh]`` (biases
+summed), read once per step with ``[x_t; h_{t-1}]``: the gate currents add in the columns, so
+each gate column is read, noisy and digitised once per step (paper 000's Mosaics core). The
+gate arithmetic (sigmoid, tanh, products) is digital.
 """
 
 from __future__ import annotations
@@ -40,46 +44,72 @@ class AnalogRecurrent(OwnedArrays):
         config = config or AnalogConfig()
         self.config = config
         self.seed = config.seed if seed is None else int(seed)
+        self.joint = config.crossbar.recurrent == "joint"
+        if self.joint and self.mode == "GRU":
+            raise ValueError(
+                "crossbar.recurrent = 'joint' needs gates that add their input and recurrent "
+                "parts; a GRU's candidate gate scales its recurrent part by r first: use 'split'"
+            )
         dirs = 2 if self.bidirectional else 1
-        parts = ("ih", "hh", "hr") if self.proj_size > 0 else ("ih", "hh")
+        parts = ("joint",) if self.joint else ("ih", "hh")
+        parts += ("hr",) if self.proj_size > 0 else ()
         seeds = iter(spawn_seeds(self.seed, self.num_layers * dirs * len(parts)))
         arrays = {}
         for layer in range(self.num_layers):
             for d in range(dirs):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 for part in parts:
-                    biases = (f"bias_{part}{sfx}",) if self.bias and part != "hr" else ()
-                    arrays[f"{part}{sfx}"] = OwnedMatrix(
-                        self, f"weight_{part}{sfx}", biases, config, next(seeds)
-                    )
+                    own = ("ih", "hh") if part == "joint" else (part,)
+                    weights = tuple(f"weight_{p}{sfx}" for p in own)
+                    biases = tuple(f"bias_{p}{sfx}" for p in own if self.bias and p != "hr")
+                    arrays[f"{part}{sfx}"] = OwnedMatrix(self, weights, biases, config, next(seeds))
         self.arrays = nn.ModuleDict(arrays)
 
-    def _step(self, gi: torch.Tensor, h: torch.Tensor, c, hh: OwnedMatrix, hr):
-        """One time step from the input part ``gi`` of the gates: new ``(h, c)``."""
-        gh = hh(h)
-        if self.mode == "LSTM":
-            i, f, g, o = (gi + gh).chunk(4, 1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            return (h if hr is None else hr(h)), c
+    def _cell(self, gi: torch.Tensor, gh: torch.Tensor | None, h: torch.Tensor, c, hr):
+        """One step's digital gate arithmetic from the input part ``gi`` and the recurrent
+        part ``gh`` of the gates (``gh`` None: ``gi`` is their sum, a joint read): ``(h, c)``.
+        Without gradients it works in place on the read's own output."""
+        inplace = not torch.is_grad_enabled()
         if self.mode == "GRU":
             ir, iz, in_ = gi.chunk(3, 1)
             hr_, hz, hn = gh.chunk(3, 1)
             r, z = torch.sigmoid(ir + hr_), torch.sigmoid(iz + hz)
             n = torch.tanh(in_ + r * hn)
             return (1 - z) * n + z * h, c
-        act = torch.tanh if self.mode == "RNN_TANH" else torch.relu
-        return act(gi + gh), c
+        if gh is not None:
+            s = gh.add_(gi) if inplace else gi + gh
+        else:
+            s = gi
+        if self.mode == "LSTM":
+            i, f, g, o = s.chunk(4, 1)
+            if inplace:
+                i, f, o = i.sigmoid_(), f.sigmoid_(), o.sigmoid_()
+                c = torch.mul(f, c).add_(i.mul_(g.tanh_()))
+                h = torch.tanh(c).mul_(o)
+            else:
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            return (h if hr is None else hr(h)), c
+        if inplace:
+            return (s.tanh_() if self.mode == "RNN_TANH" else s.relu_()), c
+        return (torch.tanh(s) if self.mode == "RNN_TANH" else torch.relu(s)), c
 
     def _direction(self, x, h, c, sfx: str, reverse: bool):
         """Run one direction of one layer over ``x`` (T, B, in): outputs (T, B, H_out)."""
         t_len, b = x.shape[:2]
+        hr = self.arrays[f"hr{sfx}"] if self.proj_size > 0 else None
+        order = reversed(range(t_len)) if reverse else range(t_len)
+        outs = [None] * t_len
+        if self.joint:
+            joint = self.arrays[f"joint{sfx}"]
+            for t in order:
+                h, c = self._cell(joint(torch.cat([x[t], h], dim=1)), None, h, c, hr)
+                outs[t] = h
+            return torch.stack(outs), h, c
         gi = self.arrays[f"ih{sfx}"](x.reshape(t_len * b, -1)).view(t_len, b, -1)
         hh = self.arrays[f"hh{sfx}"]
-        hr = self.arrays[f"hr{sfx}"] if self.proj_size > 0 else None
-        outs = [None] * t_len
-        for t in reversed(range(t_len)) if reverse else range(t_len):
-            h, c = self._step(gi[t], h, c, hh, hr)
+        for t in order:
+            h, c = self._cell(gi[t], hh(h), h, c, hr)
             outs[t] = h
         return torch.stack(outs), h, c
 

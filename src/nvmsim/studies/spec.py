@@ -42,6 +42,7 @@ LATER_ANALOG_OPTIONS: dict[tuple[str, str], Any] = {
     ("converter", "max_bound_factor"): 16.0,
     ("converter", "input_bits_per_read"): None,
     ("converter", "input_encoding"): "twos_complement",
+    ("crossbar", "recurrent"): "split",
 }
 
 
