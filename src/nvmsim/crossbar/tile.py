@@ -752,9 +752,9 @@ class AnalogTile(nn.Module):
         rows = self._chunk_rows(x)
         if rows == x.shape[0]:
             return self._read_moments(x, generator, adc)
-        if self.product.dims or not adc:
+        if self.product.dims or x.requires_grad:
             return torch.cat([self._read_moments(c, generator, adc) for c in x.split(rows)])
-        y = x.new_empty(x.shape[0], self.out_features)  # dense chunks sum into place
+        y = x.new_empty(x.shape[0], self.out_features)  # dense chunks are read into place
         for c, out in zip(x.split(rows), y.split(rows), strict=True):
             self._read_moments(c, generator, adc, out)
         return y
@@ -802,15 +802,16 @@ class AnalogTile(nn.Module):
         adc: bool,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """A read by the moment identity, digitised per row array when there is an ADC
-        (a dense read with an ADC may sum its arrays into ``out``)."""
+        """A read by the moment identity, digitised per row array when there is an ADC (a
+        dense read without gradients may be written into ``out``, ``(B, out_features)``)."""
         if adc and self.row_blocks > 1:
             blocks = self._read_blocks_dense if not self.product.dims else self._read_blocks
             return self.adc(blocks(x, generator), generator, out)
-        y = self._read_moment(x, generator)
+        y = self._read_moment(x, generator, None if adc else out)
         if adc:
             return self.adc(self._as_partials(y), generator, out)
-        return self._output_noise(y, generator)
+        y = self._output_noise(y, generator)
+        return y if out is None or y.data_ptr() == out.data_ptr() else out.copy_(y)
 
     def _chunk_rows(self, x: torch.Tensor) -> int:
         """Inputs per chunk of a batch read in pieces that fit in cache (``CHUNK_ELEMENTS``
@@ -863,12 +864,21 @@ class AnalogTile(nn.Module):
     def _randn(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
-    def _read_moment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Whole-array read by the moment identity: (B, out, *spatial)."""
+    def _read_moment(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Whole-array read by the moment identity: (B, out, *spatial) (a dense read of one
+        group may be written into ``out``)."""
         p = self.product
-        y = p.apply(x, self._rw_mean)
+        if out is not None and not p.kernel and self.groups == 1:
+            y = torch.mm(x, self._rw_mean.t(), out=out)
+        else:
+            y = p.apply(x, self._rw_mean)
         if self._rb_mean is not None:
-            y = y + self._bias_view(self._rb_mean)
+            y = y.add_(self._bias_view(self._rb_mean))
         if not self.noisy:
             return y
         x = self._noise_input(x)
