@@ -23,3 +23,18 @@ def test_hwa_model_is_trained_on_its_device_and_cached(write_study, tmp_path):
     assert not torch.allclose(wa, ws)
     wa = wa.detach()
     assert float(wa.abs().max()) <= 3.0 * float(wa.std()) * 1.0001  # clipped every step
+
+
+def test_learned_dac_ranges_are_cached_with_the_network(write_study, tmp_path):
+    from nvmsim.nn.input_range import learned_ranges
+
+    learned = (
+        'lr = 3e-3, mode = "hwa", analog = { converter = { dac_bits = 4 } }, '
+        'hwa = { input_range = "learned" } }'
+    )
+    path = write_study(name="r", sweep="sigma_syn = [0.0]")
+    path.write_text(path.read_text().replace("lr = 3e-3 }", learned))
+    run = expand(load_study(path)[0])[0]
+    trained = learned_ranges(trained_model(run.spec, run.train_key, tmp_path))
+    cached = learned_ranges(trained_model(run.spec, run.train_key, tmp_path))
+    assert cached == trained and set(trained) == {"1", "3"}

@@ -204,3 +204,79 @@ def test_zero_input_rows_give_finite_gradients(kind):
         lin(x)[[0, 2]].sum().backward()  # no gradient reaches the zero row's outputs
         assert torch.isfinite(x.grad).all() and torch.isfinite(lin.weight.grad).all()
         assert (x.grad[0] != 0).any()
+
+
+# ---------------------------------------------------------------- learned DAC input ranges
+
+DAC = validate(AnalogConfig, {"converter": {"dac_bits": 4}})
+
+
+@pytest.mark.parametrize("encoding", ["twos_complement", "unsigned"])
+def test_learned_range_gets_the_gradient_of_the_inputs_it_clips(encoding):
+    """PACT's gradient: d loss / d range = the summed DAC-output gradient of the inputs
+    clipped at +range, minus that of those clipped at -range (none for unsigned inputs)."""
+    cfg = validate(AnalogConfig, {"converter": {"dac_bits": 4, "input_encoding": encoding}})
+    torch.manual_seed(1)
+    ref = nn.Linear(6, 3).double()
+    layer = convert(ref, cfg)
+    r = nn.Parameter(torch.tensor(0.7, dtype=torch.float64))
+    layer.set_input_range(r)
+    x = torch.randn(20, 6, dtype=torch.float64) * 1.5
+    up = torch.randn(20, 3, dtype=torch.float64)
+    (layer(x) * up).sum().backward()
+    g_q = up @ ref.weight.detach()  # gradient at the DAC output (ideal devices: y = q W^T + b)
+    want = g_q[x > 0.7].sum()
+    if encoding == "twos_complement":
+        want = want - g_q[x < -0.7].sum()
+    assert layer.tile.dac_range == 0.7  # the read used the learned range
+    torch.testing.assert_close(r.grad, want, rtol=1e-10, atol=1e-12)
+
+
+def test_learned_ranges_train_and_travel_with_the_model(tmp_path):
+    from nvmsim.io import load_checkpoint, save_checkpoint
+    from nvmsim.nn.input_range import learned_ranges
+
+    data = _data(48)
+    recipe = RECIPE.model_copy(
+        update={"input_range": "learned", "optimizer": "adam", "batch_size": 48, "epochs": 6}
+    )
+    net = hwa.train(_net(), DAC, data, recipe)
+    ranges = learned_ranges(net)
+    assert set(ranges) == {"0", "3"} and all(r > 0 for r in ranges.values())
+    assert net.state_dict().keys() == _net().state_dict().keys()  # torch's keys only
+    assert learned_ranges(hwa.train(_net(), DAC, data, recipe)) == ranges  # from the seed
+    first = float(3 * data[0].std())  # the first layer starts at 3 std of its inputs
+    assert abs(ranges["0"] - first) > 1e-3  # and moved
+
+    analog = convert(net, DAC)
+    layers = dict(analog.named_modules())
+    analog(data[0])
+    for name, value in ranges.items():
+        assert float(layers[name].tile.dac_range) == pytest.approx(value, rel=1e-12)
+    path = tmp_path / "net.safetensors"
+    save_checkpoint(net, path, arch={"name": "net"})
+    back = load_checkpoint(path, build=_net())[0]
+    assert learned_ranges(back) == ranges
+
+
+def test_range_decay_shrinks_only_a_range_that_clips_little():
+    data = _data(48)
+    wide = RECIPE.model_copy(update={
+        "input_range": "learned", "input_range_init": 50.0, "optimizer": "adam", "lr": 0.01,
+        "batch_size": 48,  # one batch: the first inputs are all of them
+    })  # fmt: skip
+    from nvmsim.nn.input_range import learned_ranges
+
+    kept = learned_ranges(hwa.train(_net(), DAC, data, wide.model_copy(
+        update={"input_range_decay": 0.0})))  # fmt: skip
+    shrunk = learned_ranges(hwa.train(_net(), DAC, data, wide))
+    start = float(50 * data[0].std())
+    assert kept["0"] == pytest.approx(start, rel=1e-9)  # nothing clipped: no gradient
+    # the decay is the only gradient: two Adam steps of lr each (one batch, two epochs)
+    assert shrunk["0"] == pytest.approx(start - 2 * 0.01, abs=1e-6)
+
+
+def test_learned_ranges_need_a_dac():
+    recipe = RECIPE.model_copy(update={"input_range": "learned"})
+    with pytest.raises(ValueError, match="needs a DAC with an automatic range"):
+        hwa.train(_net(), PCM, _data(), recipe)

@@ -195,14 +195,20 @@ class SlicedTile(nn.Module):
         generator: torch.Generator | None = None,
         bias: torch.Tensor | None = None,
         apply_dac: bool = True,
+        dac_range: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Read every slice with every input plane, shift and add: as
-        :meth:`AnalogTile.read`. Gradients are straight-through the quantised product."""
+        :meth:`AnalogTile.read`. Gradients are straight-through the quantised product; a
+        fixed ``dac_range`` is used as it is (not learned here)."""
         first = self.slices[0]
         first._require_programmed()
         conv = self.config.converter
         x_in = x
         x = x.to(first.w_mean.dtype).contiguous(memory_format=first._fmt)
+        if dac_range is not None:
+            if dac_range.requires_grad:
+                raise ValueError("DAC ranges cannot be learned on bit-sliced or bit-serial tiles")
+            first.dac_range = dac_range.to(x.dtype).clone()
         if conv.dac_bits is not None:
             codes, unit, _, _ = first.dac_codes(x)
         else:

@@ -705,13 +705,16 @@ class AnalogTile(nn.Module):
         generator: torch.Generator | None = None,
         bias: torch.Tensor | None = None,
         apply_dac: bool = True,
+        dac_range: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One analog read: ``x`` is ``(B, in)`` or ``(B, C_in, *spatial)`` as the product
         takes it; returns ``(B, out[, *out_spatial])`` plus a digital ``bias``.
 
         Every output (every position of a convolution) is one read of the arrays with fresh
-        noise. ``apply_dac=False`` is for callers that quantised the inputs already. A
-        non-finite output of finite inputs raises :class:`NonFiniteError`.
+        noise. ``apply_dac=False`` is for callers that quantised the inputs already.
+        ``dac_range`` fixes the DAC's range for this read (a learned range; with a gradient
+        it gets the clamp's). A non-finite output of finite inputs raises
+        :class:`NonFiniteError`.
 
         Gradients: with ``noise_gradient = "sample"`` (the default) ``x`` gets the gradient
         of this sampled read, noise term included (the reparameterisation gradient: it also
@@ -728,8 +731,13 @@ class AnalogTile(nn.Module):
         x_in = x
         # convolutions run channels-last (oneDNN's fast layout); outputs stay channels-last
         x = x.to(self.w_mean.dtype).contiguous(memory_format=self._fmt)
+        if dac_range is not None:
+            if conv.noise_management != "none":
+                raise ValueError("a fixed DAC range and noise management exclude each other")
+            dac_range = dac_range.to(x.dtype)
+            self.dac_range = dac_range.detach().clone()
         if conv.noise_management == "none" and conv.bound_management == "none":
-            y = self._read_once(x, generator, apply_dac)
+            y = self._read_once(x, generator, apply_dac, dac_range)
         else:
             y = self._managed_read(x, generator, apply_dac)
         if bias is not None:
@@ -739,12 +747,16 @@ class AnalogTile(nn.Module):
         return y
 
     def _read_once(
-        self, x: torch.Tensor, generator: torch.Generator | None, apply_dac: bool
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None,
+        apply_dac: bool,
+        dac_range: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """DAC, one read of the arrays (moments or sampled), ADC: no bias."""
         conv = self.config.converter
         if conv.dac_bits is not None and apply_dac:
-            x = self.dac(x)
+            x = self.dac(x, dac_range)
         adc = conv.adc_bits is not None
         if self.config.read_noise_mode == "sample" and self.noisy:
             y = self._read_sampled(x, generator, adc)
@@ -1135,12 +1147,17 @@ class AnalogTile(nn.Module):
         return self._mask(noise.clip_to(out, *bounds), dead_name)
 
     # ------------------------------------------------------------------ converters
-    def dac(self, x: torch.Tensor) -> torch.Tensor:
+    def dac(self, x: torch.Tensor, live_range: torch.Tensor | None = None) -> torch.Tensor:
         """Quantise inputs to the DAC's levels (straight-through when ``x`` needs a gradient);
-        the range is calibrated on the first call (``dac_range = "auto"``)."""
+        the range is calibrated on the first call (``dac_range = "auto"``). A ``live_range``
+        that needs a gradient (a range being learned) gets the clamp's: the summed gradient
+        of the inputs it clips (PACT, Choi et al. 2018), rounding straight-through."""
         codes, lsb, lo, hi = self.dac_codes(x)
         q = codes.mul_(lsb)
-        if not x.requires_grad:
+        if live_range is not None and live_range.requires_grad:
+            hi = live_range
+            lo = -hi if self.config.converter.input_encoding != "unsigned" else torch.zeros_like(hi)
+        elif not x.requires_grad:
             return q
         return _straight_through(x.clamp(lo, hi), q)
 

@@ -10,6 +10,7 @@ File format (one file, so one atomic ``os.replace`` publishes it whole):
 
       {"arch": {"name": "mlp128", "kwargs": {...}},   # how to rebuild the model
        "training": {...} | null, "metrics": ... | null,
+       "input_ranges": {"fc1": 2.5, ...},              # only if it learned DAC ranges
        "nvmsim_version": "0.1.0", "torch_version": "2.13.0", "created": "2025-...Z"}
 
   The header is plain JSON at the start of the file (after an 8-byte length), so
@@ -41,6 +42,7 @@ from safetensors.torch import save as _st_save
 from torch import nn
 
 from nvmsim.files import atomic_write
+from nvmsim.nn.input_range import attach_ranges, checked_ranges, learned_ranges
 
 __all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint_info", "save_checkpoint"]
 
@@ -117,6 +119,8 @@ def save_checkpoint(
         "torch_version": torch.__version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    if learned_ranges(model):  # DAC ranges learned in hardware-aware training
+        info["input_ranges"] = learned_ranges(model)
     try:
         tensors = _state_tensors(model)
     except CheckpointError as e:
@@ -331,6 +335,14 @@ def load_checkpoint(
         if meta.get("sha256") != _digest(tensors):  # also if the file changed since _read
             raise CheckpointError(f"{path}: checksum mismatch, the tensor data is corrupted")
         _check_values(path, tensors, expected)
+        ranges = None
+        if "input_ranges" in info:
+            try:
+                ranges = checked_ranges(info["input_ranges"], f"{path}: metadata")
+            except ValueError as e:
+                raise CheckpointError(str(e)) from None
         model = build if isinstance(build, nn.Module) else _build(path, build, name, kwargs)
         model.load_state_dict(tensors, strict=True)
+        if ranges is not None:
+            attach_ranges(model, ranges)
         return model.eval(), info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar.products import Product
@@ -55,6 +56,32 @@ class AnalogMixin:
         self.tile = make_tile(self.config, product, bias_row=self._analog_bias())
         self.generator = torch.Generator(device=self.weight.device).manual_seed(self.seed + 1)
         self._programmed_version: tuple[int, int] | None = None
+        self.register_buffer("input_range", None, persistent=False)  # type: ignore[attr-defined]
+
+    def set_input_range(self, value: float | torch.Tensor | None) -> None:
+        """Fix this layer's DAC input range (a range learned in hardware-aware training), or
+        ``None`` to calibrate it as the config says. A ``Parameter`` stays one and is trained
+        through the DAC's clamp (PACT's gradient); anything else is a buffer, not in
+        ``state_dict``. Used only with a DAC whose ``dac_range`` is ``"auto"``."""
+        self._buffers.pop("input_range", None)  # type: ignore[attr-defined]
+        self._parameters.pop("input_range", None)  # type: ignore[attr-defined]
+        if isinstance(value, nn.Parameter):
+            self.register_parameter("input_range", value)  # type: ignore[attr-defined]
+            return
+        if value is not None:
+            w = self.weight
+            value = torch.as_tensor(value, dtype=w.dtype, device=w.device).detach().clone()
+            if value.dim() or not bool(torch.isfinite(value)) or float(value) <= 0:
+                raise ValueError(f"input range must be a finite number > 0, got {value}")
+        self.register_buffer("input_range", value, persistent=False)  # type: ignore[attr-defined]
+
+    def _dac_range(self) -> torch.Tensor | None:
+        """The fixed (or trained) DAC range to read with, if this layer has one in use."""
+        r = self.input_range
+        conv = self.config.converter
+        if r is None or conv.dac_bits is None or conv.dac_range != "auto":
+            return None
+        return None if conv.noise_management != "none" else r
 
     @classmethod
     def from_torch(cls, layer, config: AnalogConfig | None = None, seed: int | None = None):
@@ -115,7 +142,7 @@ class AnalogMixin:
         """One analog read of ``x``; with gradients on, the weight and bias get the
         straight-through gradient (:class:`WeightGradient`), so a torch optimiser trains
         through the analog forward (the tile is reprogrammed after each step)."""
-        y = self.tile.read(x, self.generator, self._digital_bias())
+        y = self.tile.read(x, self.generator, self._digital_bias(), dac_range=self._dac_range())
         b = self.bias
         wants = self.weight.requires_grad or (b is not None and b.requires_grad)
         if not (torch.is_grad_enabled() and wants):

@@ -30,6 +30,7 @@ from nvmsim.crossbar.tile import NonFiniteError, all_finite
 from nvmsim.nn.attention import AnalogMultiheadAttention
 from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.conv import AnalogConv1d, AnalogConv2d, AnalogConv3d
+from nvmsim.nn.input_range import apply_ranges, learned_ranges
 from nvmsim.nn.linear import AnalogLinear
 from nvmsim.nn.recurrent import AnalogGRU, AnalogLSTM, AnalogRNN
 from nvmsim.nn.reset_gru import AnalogResetBeforeGRU, ResetBeforeGRU
@@ -199,10 +200,12 @@ def convert(
             if isinstance(layer, AnalogMixin):
                 layer.tile.name = f"{label}.{sub}" if sub else label
         if name == "":
-            return analog
+            new = analog
+            break
         parent_name, _, child = name.rpartition(".")
         parent = new.get_submodule(parent_name) if parent_name else new
         setattr(parent, child, analog)
+    apply_ranges(new, learned_ranges(model))
     return new
 
 

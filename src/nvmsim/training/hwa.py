@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from nvmsim.config import AnalogConfig, DeviceConfig
-from nvmsim.nn import analog_layers, convert
+from nvmsim.nn import convert
+from nvmsim.nn.base import AnalogMixin
+from nvmsim.nn.input_range import attach_ranges
 from nvmsim.seeds import derive_seed
 from nvmsim.training.software import TrainResult
 from nvmsim.training.software import train as train_software
@@ -42,6 +44,16 @@ class Injection(BaseModel):
     ``noise_gradient``: the input gradient of a noisy read is that of the sampled read, noise
     term included (``"sample"``), or of the expected read only (``"expected"``, aihwkit's
     ideal backward: a faster backward pass, and lower accuracy in docs/results.md).
+
+    ``input_range = "learned"`` (needs a DAC: ``converter.dac_bits`` with ``dac_range =
+    "auto"``) gives every analog layer a trainable DAC range, as aihwkit's
+    ``InputRangeParameter``: it starts at ``input_range_init`` standard deviations of the
+    layer's first training inputs; the clamp passes it the summed gradient of the inputs it
+    clips (PACT, Choi et al., arXiv:1805.06085 (2018)), and while more than
+    ``input_min_share`` of the inputs lie inside it, ``input_range_decay * range`` is added
+    to its gradient (aihwkit's decay), so that it shrinks where little is clipped (a finer
+    DAC step). The trained model carries the ranges (:mod:`nvmsim.nn.input_range`) and
+    :func:`nvmsim.convert` uses them instead of calibrating on the first batch.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,6 +65,10 @@ class Injection(BaseModel):
     output_noise: float = Field(0.0, ge=0.0, **_FINITE)
     clip_sigma: float | None = Field(None, gt=0.0, **_FINITE)
     noise_gradient: Literal["sample", "expected"] = "sample"
+    input_range: Literal["calibrated", "learned"] = "calibrated"
+    input_range_init: float = Field(3.0, gt=0.0, **_FINITE)
+    input_range_decay: float = Field(0.01, ge=0.0, **_FINITE)
+    input_min_share: float = Field(0.95, gt=0.0, le=1.0)
 
 
 class Recipe(Injection):
@@ -99,11 +115,49 @@ def training_config(config: AnalogConfig, injection: Injection) -> AnalogConfig:
     return config.model_copy(update={"device": device})
 
 
+class _LearnedRange:
+    """A layer's trainable DAC range: set from its first inputs, decayed while it clips
+    little (see :class:`Injection`)."""
+
+    def __init__(self, layer: AnalogMixin, injection: Injection) -> None:
+        conv = layer.config.converter
+        if conv.dac_bits is None or conv.dac_range != "auto" or conv.noise_management != "none":
+            raise ValueError(
+                "input_range = 'learned' needs a DAC with an automatic range and no noise "
+                "management (converter.dac_bits set, dac_range = 'auto', noise_management = "
+                "'none')"
+            )
+        w = layer.weight
+        self.param = nn.Parameter(torch.ones((), dtype=w.dtype, device=w.device))
+        layer.set_input_range(self.param)
+        self.injection, self.started, self.inside = injection, False, 0.0
+        self.hooks = [layer.register_forward_pre_hook(self._observe)]
+        self.param.register_hook(self._decay)
+
+    def _observe(self, module: nn.Module, args: tuple) -> None:
+        x = args[0].detach()
+        with torch.no_grad():
+            if not self.started:
+                std = float(x.std()) if x.numel() > 1 else 0.0
+                self.param.fill_(self.injection.input_range_init * std if std > 0 else 1.0)
+                self.started = True
+            self.inside = float((x.abs() < self.param).float().mean())
+
+    def _decay(self, grad: torch.Tensor) -> torch.Tensor:
+        if self.inside > self.injection.input_min_share:
+            return grad + self.injection.input_range_decay * self.param.detach()
+        return grad
+
+
 class _Chip:
     """The analog layers of the model being trained and the draws between steps."""
 
     def __init__(self, model: nn.Module, injection: Injection, seed: int) -> None:
-        self.layers = list(analog_layers(model))
+        named = [(n, m) for n, m in model.named_modules() if isinstance(m, AnalogMixin)]
+        self.layers = [m for _, m in named]
+        self.ranges: dict[str, _LearnedRange] = {}
+        if injection.input_range == "learned":
+            self.ranges = {n: _LearnedRange(m, injection) for n, m in named}
         self.injection = injection
         self.seeds = [derive_seed("hwa-programming", seed, i) for i in range(len(self.layers))]
         pairs = zip(self.layers, self.seeds, strict=True)
@@ -154,8 +208,12 @@ class _Chip:
         return y + scale * eps
 
     def close(self) -> None:
-        for h in self.hooks:
+        for h in self.hooks + [h for r in self.ranges.values() for h in r.hooks]:
             h.remove()
+
+    def learned(self) -> dict[str, float]:
+        """The trained DAC range of every layer that learned one."""
+        return {name: float(r.param.detach()) for name, r in self.ranges.items()}
 
 
 def fit(
@@ -186,7 +244,10 @@ def fit(
         )  # fmt: skip
     finally:
         chip.close()
-    model.load_state_dict(analog.state_dict())
+    skip = {f"{name}.input_range" for name in chip.ranges}
+    model.load_state_dict({k: v for k, v in analog.state_dict().items() if k not in skip})
+    if chip.ranges:
+        attach_ranges(model, chip.learned())
     model.eval()
     return result
 
