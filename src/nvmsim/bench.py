@@ -73,6 +73,12 @@ def _cfg(device: dict, **extra) -> AnalogConfig:
     return validate(AnalogConfig, {"device": device, **extra})
 
 
+def _joint(config: AnalogConfig) -> AnalogConfig:
+    """``config`` with recurrent layers on joint ``[W_ih | W_hh]`` arrays."""
+    crossbar = config.crossbar.model_copy(update={"recurrent": "joint"})
+    return config.model_copy(update={"crossbar": crossbar})
+
+
 PROG = {"kind": "proportional", "sigma": 0.02}
 ADD = {"kind": "additive", "sigma": 0.02}
 PROP = {"kind": "proportional", "sigma": 0.02}
@@ -180,7 +186,8 @@ def run_program_benchmarks(width: int = 64, repeats: int = 3) -> list[ProgramRow
 
 def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) -> list[BenchRow]:
     """The reference set: MLP 784-300-10 and 784-128-10, paper 000's CNN, an LSTM (hidden
-    128) reading the image row by row (28 steps) against torch's own ``nn.LSTM``, and a
+    128) reading the image row by row (28 steps) against torch's own ``nn.LSTM`` (split and
+    joint arrays), and a
     2-layer transformer encoder over the rows (on a fifth of the inputs) against torch's
     ``nn.TransformerEncoder`` (its inference fast path)."""
     torch.manual_seed(seed)
@@ -198,8 +205,9 @@ def run_inference_benchmarks(n: int = 10_000, repeats: int = 15, seed: int = 0) 
         "CNN 000 (119,322 params)", build("cnn000"), x, cnn_cases, max(3, repeats // 3)
     )
     lstm_cases = {k: INFERENCE_CASES[k] for k in list(INFERENCE_CASES)[1:3]}
+    joint = {f"{k}, joint arrays": _joint(c) for k, c in lstm_cases.items()}
     rows += bench_model(
-        "LSTM 128 over 28 rows (torch: nn.LSTM)", build("lstm_rows"), x, lstm_cases,
+        "LSTM 128 over 28 rows (torch: nn.LSTM)", build("lstm_rows"), x, lstm_cases | joint,
         max(3, repeats // 3),
     )  # fmt: skip
     rows += bench_model(
