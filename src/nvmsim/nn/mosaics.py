@@ -6,6 +6,14 @@ The input is read in ``t`` chunks of ``M / t`` values. One core ``[x_chunk, h_pr
 ``nn.Linear`` modules, so :func:`nvmsim.convert` puts them on crossbars and the core is read,
 with fresh noise, at every step. A Keras ``SimpleRNN(D, activation="relu")`` followed by a
 ``Dense`` is this network (its kernel and recurrent kernel stacked are the core's rows).
+
+The time loop is the engine's joint-array loop (:func:`~nvmsim.nn.recurrent.joint_steps`):
+the core is an ``AnalogRNN`` with ``nonlinearity="relu"`` on joint ``[W_ih | W_hh]`` arrays
+(``crossbar.recurrent = "joint"``), its ``W_ih`` the core's first ``M/t`` columns, ``W_hh``
+the rest. The core stays one ``nn.Linear`` with the paper's activation module (bounded, or
+with neuron noise in training) so that paper 000's checkpoints, Keras files, seeds and energy
+counts are the paper's; ``tests/nn/test_mosaics.py`` checks that a converted Mosaics RNN and
+that ``AnalogRNN`` programmed with the same seed read bit-identically under noise.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import torch
 from torch import nn
 
 from nvmsim.nn.activations import paper_relu
+from nvmsim.nn.recurrent import joint_steps
 
 
 class MosaicsRNN(nn.Module):
@@ -43,8 +52,7 @@ class MosaicsRNN(nn.Module):
         self.readout = nn.Linear(self.hidden, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(x.shape[0], self.t, self.chunk)
+        xs = x.reshape(x.shape[0], self.t, self.chunk).transpose(0, 1)  # (t, B, M/t)
         h = x.new_zeros(x.shape[0], self.hidden)
-        for step in range(self.t):
-            h = self.act(self.core(torch.cat([x[:, step], h], dim=1)))
-        return self.readout(h)
+        states = joint_steps(self.core, lambda s, _: self.act(s), xs, h, range(self.t))
+        return self.readout(states[-1])

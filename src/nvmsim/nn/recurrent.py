@@ -16,6 +16,8 @@ gate arithmetic (sigmoid, tanh, products) is digital.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +26,25 @@ from torch.nn.utils.rnn import PackedSequence
 from nvmsim.config import AnalogConfig
 from nvmsim.nn.owned import OwnedArrays, OwnedMatrix
 from nvmsim.seeds import spawn_seeds
+
+
+def joint_steps(
+    read: Callable[[torch.Tensor], torch.Tensor],
+    cell: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    xs: torch.Tensor,
+    h: torch.Tensor,
+    order: Iterable[int],
+) -> list[torch.Tensor]:
+    """The joint-array time loop: at step ``t`` (in ``order``) one ``read`` of the rows
+    ``[x_t; h_{t-1}]`` (``xs`` is ``(T, B, in)``), then ``h_t = cell(read, h_{t-1})``;
+    returns the states by step. Analog recurrent layers with ``crossbar.recurrent =
+    "joint"`` and paper 000's Mosaics core (:class:`~nvmsim.nn.mosaics.MosaicsRNN`) both run
+    it: a Mosaics RNN is a ReLU RNN on joint arrays with a readout after the last step."""
+    out: list[torch.Tensor] = [xs.new_empty(0)] * xs.shape[0]
+    for t in order:
+        h = cell(read(torch.cat([xs[t], h], dim=1)), h)
+        out[t] = h
+    return out
 
 
 class AnalogRecurrent(OwnedArrays):
@@ -101,11 +122,15 @@ class AnalogRecurrent(OwnedArrays):
         order = reversed(range(t_len)) if reverse else range(t_len)
         outs = [None] * t_len
         if self.joint:
-            joint = self.arrays[f"joint{sfx}"]
-            for t in order:
-                h, c = self._cell(joint(torch.cat([x[t], h], dim=1)), None, h, c, hr)
-                outs[t] = h
-            return torch.stack(outs), h, c
+            cells = []  # (h, c) of every step, in order
+
+            def cell(s: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
+                state = self._cell(s, None, h_prev, cells[-1][1] if cells else c, hr)
+                cells.append(state)
+                return state[0]
+
+            outs = joint_steps(self.arrays[f"joint{sfx}"], cell, x, h, order)
+            return torch.stack(outs), cells[-1][0], cells[-1][1]
         gi = self.arrays[f"ih{sfx}"](x.reshape(t_len * b, -1)).view(t_len, b, -1)
         hh = self.arrays[f"hh{sfx}"]
         for t in order:
