@@ -72,6 +72,49 @@ def test_ideal_sliced_serial_reads_equal_the_integer_product(
     # the same reads rounded to whole integer units: exact
     ints = torch.round((got - torch_layer.bias) / unit).to(torch.int64)
     assert torch.equal(ints, codes @ q.T)
+    with torch.no_grad():  # later reads, ranges known, may digitise straight from products
+        assert torch.equal(layer(x), got)
+    for t in layer.tile.slices:  # they do where the cells' weights are exact integers
+        assert (t._exact_cache is not None) == t._integer_weights
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_in=st.integers(1, 70), n_out=st.integers(1, 20), bits=st.integers(1, 2),
+    slices=st.integers(1, 3), adc=st.integers(2, 8), kind=st.sampled_from(["uniform", "sar"]),
+    per=st.sampled_from(["array", "column"]), rows=st.integers(4, 32),
+    encoding=st.sampled_from(["twos_complement", "unsigned"]),
+    mapping=st.sampled_from(["differential", "offset"]), seed=st.integers(0, 1000),
+)  # fmt: skip
+def test_reads_digitised_from_the_products_equal_the_general_path(
+    n_in, n_out, bits, slices, adc, kind, per, rows, encoding, mapping, seed
+):
+    """Ideal 1- and 2-bit cells (exact integer weights in float64), few ADC bits (rounding
+    and saturation everywhere): the exact path gives the general path's result bit for
+    bit."""
+    from contextlib import nullcontext
+    from unittest import mock
+
+    from nvmsim.crossbar.tile import AnalogTile
+
+    if mapping == "offset" and slices * bits < 2:
+        slices = 2
+    cfg = _config(bits, slices, 6, 1, encoding, mapping, rows, adc=adc).model_dump()
+    cfg["converter"] |= {"adc_model": {"kind": kind}, "adc_range_per": per}
+    cfg = AnalogConfig.model_validate(cfg)
+    torch.manual_seed(seed)
+    torch_layer = nn.Linear(n_in, n_out).double()
+    x = torch.randn(40, n_in, dtype=torch.float64)
+    outs = []
+    for exact in (True, False):
+        general = mock.patch.object(AnalogTile, "_exact_adc", lambda self, x: False)
+        layer = AnalogLinear.from_torch(torch_layer, cfg)
+        with torch.no_grad(), nullcontext() if exact else general:
+            layer(x[:7])  # calibrates the ranges
+            outs.append(layer(x))
+        used = [t._exact_cache is not None for t in layer.tile.slices]
+        assert all(used) == exact
+    assert torch.equal(outs[0], outs[1])
 
 
 def test_too_few_adc_bits_lose_the_low_bits_of_each_read():

@@ -67,7 +67,8 @@ _DERIVED = frozenset({
     "g", "g_ref", "_bounds", "_bounds_ref", "noisy", "compensation", "w_mean", "w_var",
     "var_const", "ref_var", "_rw_mean", "_rb_mean", "_rw_var", "_rb_var", "_rw_ref", "_rb_ref",
     "_blocks_cache", "time", "wmax", "scale", "cols", "rows", "cal0", "programmed",
-    "_alpha", "_alpha_ref", "_adc_index", "adc_unit", "_saturated",
+    "_alpha", "_alpha_ref", "_adc_index", "adc_unit", "_saturated", "_integer_weights",
+    "_exact_cache",
 })  # fmt: skip
 
 
@@ -175,6 +176,8 @@ class AnalogTile(nn.Module):
         for name in STATE:
             self.register_buffer(name, None, persistent=False)
         self._blocks_cache: dict | None = None
+        self._exact_cache: dict | None = None
+        self._integer_weights = False
         self._adc_index: torch.Tensor | None = None
         self._saturated: torch.Tensor | None = None  # per sample, set by a managed read
         # ADC step in integer units (bit-sliced / bit-serial reads): the calibrated LSB is
@@ -585,6 +588,9 @@ class AnalogTile(nn.Module):
         self._rw_var, self._rb_var = self._read_weight(self.w_var)
         self._rw_ref, self._rb_ref = self._read_weight(self.ref_var)
         self._blocks_cache = None
+        self._exact_cache: dict | None = None
+        w = self.w_mean
+        self._integer_weights = not self.noisy and bool(torch.equal(w, torch.round(w)))
 
     def _read_weight(
         self, m: torch.Tensor | None
@@ -816,6 +822,8 @@ class AnalogTile(nn.Module):
     ) -> torch.Tensor:
         """A read by the moment identity, digitised per row array when there is an ADC (a
         dense read without gradients may be written into ``out``, ``(B, out_features)``)."""
+        if adc and not self.noisy and self._exact_adc(x):
+            return self._read_exact_adc(x, out)
         if adc and self.row_blocks > 1:
             blocks = self._read_blocks_dense if not self.product.dims else self._read_blocks
             return self.adc(blocks(x, generator), generator, out)
@@ -849,7 +857,7 @@ class AnalogTile(nn.Module):
         ):
             return b
         sizes = self.product.out_sizes(tuple(x.shape[2:])) if self.product.dims else ()
-        arrays = self.row_blocks if adc else 1
+        arrays = self.row_blocks if adc and not self._exact_adc(x) else 1
         per_input = max(1, self.out_features * math.prod(sizes) * arrays)
         if self.product.dims and b * per_input <= 16 * CHUNK_ELEMENTS:
             return b  # a convolution on a small batch runs best whole (oneDNN)
@@ -1195,16 +1203,8 @@ class AnalogTile(nn.Module):
         bits, sp = conv.adc_bits, y.shape[4:]
         if self.adc_range is None:
             self.adc_range = self._calibrate_adc(y)
-        r = self.adc_range
-        if r.dim():
-            cols = r.shape[2] if r.dim() == 3 else 1
-            r = r.view(1, r.shape[0], r.shape[1], cols, *([1] * len(sp)))
+        lsb, r = self._adc_lsb(len(sp))
         s = adc_models.steps(bits)
-        lsb = r / s
-        if self.adc_unit is not None:  # a power-of-two multiple of the integer unit
-            u = self.adc_unit
-            lsb = u * torch.exp2(torch.ceil(torch.log2(lsb / u)))
-            r = lsb * s
         yq = y.detach().clone() if y.requires_grad else y
         sigma = conv.output_noise
         if sigma > 0:
@@ -1227,6 +1227,101 @@ class AnalogTile(nn.Module):
         if conv.bound_management != "none":  # per sample: did any ADC reach its bound?
             self._saturated = (codes.abs() >= s).flatten(1).any(1)
         return codes.mul_(lsb), r
+
+    def _adc_lsb(self, spatial: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ADC's LSB and full range, shaped ``(1, G, nb, cols or 1, *[1] * spatial)``
+        (scalars for a fixed range); with an integer unit the LSB is that unit times a
+        power of two."""
+        r = self.adc_range
+        if r.dim():
+            cols = r.shape[2] if r.dim() == 3 else 1
+            r = r.view(1, r.shape[0], r.shape[1], cols, *([1] * spatial))
+        s = adc_models.steps(self.config.converter.adc_bits)
+        lsb = r / s
+        if self.adc_unit is not None:  # a power-of-two multiple of the integer unit
+            u = self.adc_unit
+            lsb = u * torch.exp2(torch.ceil(torch.log2(lsb / u)))
+            r = lsb * s
+        return lsb, r
+
+    def _exact_adc(self, x: torch.Tensor) -> bool:
+        """Whether a dense read can digitise each array's partial sums straight from its
+        product: noiseless integer weights, an LSB that is a power of two of the integer
+        unit (so ``x @ (W / lsb)`` is ``(x @ W) / lsb`` exactly), ideal transitions, no
+        mismatch, no per-read noise, the range known, no gradient."""
+        conv, d = self.config.converter, self.adc_design
+        return (
+            not self.product.kernel
+            and self._integer_weights
+            and self.adc_unit is not None
+            and self.adc_range is not None
+            and not (self.bias_row or x.requires_grad)
+            and conv.output_noise == 0
+            and conv.bound_management == "none"
+            and d.noise == 0
+            and self.adc_table is None
+            and self.adc_gain is None
+            and self.adc_offset is None
+        )
+
+    def _read_exact_adc(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        """Dense read of noiseless integer weights through ideal ADCs, array by array: each
+        array's partial sums come out of the product already in LSB (``W / lsb``, with the
+        comparators' half-LSB offset as the product's bias), are rounded and clamped in
+        place and added, times their LSB, into the output. Bit-identical to the general
+        path (every value is an exact float), with two passes fewer per array."""
+        b, k, gn, cols = x.shape[0], self.kernel_rows, self.groups, self.cols
+        s = adc_models.steps(self.config.converter.adc_bits)
+        weights, lsbs = self._exact_adc_weights()
+        acc = out if out is not None else x.new_empty(b, self.out_features)
+        acc_g = acc.view(b, gn, cols)
+        ties_up = self.adc_design.kind != "uniform"  # a comparator trips at its level
+        part = x.new_empty(b, cols)
+        half = x.new_full((cols,), 0.5)
+        for g in range(gn):
+            xg, dst, first = x[:, g * k : (g + 1) * k], acc_g[:, g], True
+            for j, (lo, hi) in enumerate(self.partition()):
+                hi = min(hi, k)
+                if hi <= lo:
+                    continue  # an array of no rows reads 0: code 0
+                w, lsb = weights[g][j], lsbs[g][j]
+                if ties_up:
+                    torch.addmm(half, xg[:, lo:hi], w, out=part).floor_()
+                else:
+                    torch.mm(xg[:, lo:hi], w, out=part).round_()
+                part.clamp_(-s, s)
+                if first:
+                    torch.mul(part, lsb, out=dst)
+                elif isinstance(lsb, float):
+                    dst.add_(part, alpha=lsb)
+                else:
+                    dst.addcmul_(part, lsb)
+                first = False
+            if first:
+                dst.zero_()
+        return acc
+
+    def _exact_adc_weights(self) -> tuple[list, list]:
+        """Per group and array: ``W_j / lsb_j`` (rows, cols) and the LSB (a float, or a
+        per-column row); cached for the current ADC range."""
+        key = self.adc_range
+        cached = self._exact_cache
+        if cached is not None and cached["key"] is key:
+            return cached["w"], cached["lsb"]
+        lsb, _ = self._adc_lsb()
+        lsb = lsb.expand(1, self.groups, self.row_blocks, self.cols)[0]  # (G, nb, cols)
+        per_column = self.adc_range.dim() == 3
+        weights, lsbs = [], []
+        for g in range(self.groups):
+            wg, lg = [], []
+            for j, (lo, hi) in enumerate(self.partition()):
+                hi = min(hi, self.kernel_rows)
+                wg.append((self.w_mean[g, lo:hi] / lsb[g, j]).contiguous())
+                lg.append(lsb[g, j].contiguous() if per_column else float(lsb[g, j, 0]))
+            weights.append(wg)
+            lsbs.append(lg)
+        self._exact_cache = {"key": key, "w": weights, "lsb": lsbs}
+        return weights, lsbs
 
     def _calibrate_adc(self, y: torch.Tensor) -> torch.Tensor:
         """The ADC range from the first read: per array ``(G, nb)`` or per column
