@@ -112,6 +112,21 @@ def test_analog_lstm_reads_its_matrices_every_step():
     assert c.batch == 2
 
 
+def test_joint_lstm_arrays_read_once_per_step_with_half_the_conversions():
+    """Joint arrays: the same MACs and cell reads as split ones, one ADC conversion per
+    gate column and step instead of two (the rows fit one array here)."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(5, 3, batch_first=True)
+    x = torch.rand(2, 7, 5)
+    split = count_ops(nvmsim.convert(lstm, cfg()), x)
+    joint = count_ops(nvmsim.convert(lstm, cfg(recurrent="joint")), x)
+    j = joint["arrays.joint_l0"]
+    assert (j.rows, j.cols, j.calls, j.reads) == (8, 12, 7, 7)
+    assert joint.totals["macs"] == split.totals["macs"]
+    assert joint.totals["cell_reads"] == split.totals["cell_reads"]
+    assert 2 * joint.totals["adc_conversions"] == split.totals["adc_conversions"] > 0
+
+
 def test_paper_rnn_t7_counts():
     c = count_ops(MosaicsRNN(t=7), torch.zeros(1, 1, 28, 28))
     assert c["core"].reads == 7 and (c["core"].rows, c["core"].cols) == (400, 288)
