@@ -1,5 +1,7 @@
 """Paper 000's Mosaics RNN is the engine's ReLU RNN on joint arrays, plus a readout."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -24,11 +26,13 @@ def _mosaics() -> MosaicsRNN:
 
 
 def test_forward_is_paper_000s_loop():
-    """Oracle: the paper's loop written out, on the converted (noisy) core."""
+    """Oracle: the paper's loop written out, on a copy of the converted (noisy) core."""
     net = _mosaics()
     analog = convert(net, NOISY)
     x = torch.rand(5, 24, dtype=torch.float64)
-    twin = convert(net, NOISY)
+    with torch.no_grad():
+        analog(x)  # calibrates the converters over every step
+    twin = copy.deepcopy(analog)  # the same chip, ranges and noise stream
     h = torch.zeros(5, net.hidden, dtype=torch.float64)
     for step in range(4):
         h = torch.relu(twin.core(torch.cat([x[:, 6 * step : 6 * step + 6], h], dim=1)))

@@ -217,3 +217,58 @@ def test_joint_read_draws_once_per_gate_column_and_step(monkeypatch):
         drawn.clear()
         convert(nn.LSTM(3, 4), cfg)(x)
         assert sum(drawn) == per_read * 5 * 2 * 16
+
+
+def _fine_adc(rec: str) -> AnalogConfig:
+    return validate(AnalogConfig, {
+        "converter": {"dac_bits": 16, "adc_bits": 16},
+        "crossbar": {"recurrent": rec, "tile_rows": 5},
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("rec", ["split", "joint"])
+def test_converter_ranges_calibrate_over_every_step(rec):
+    """A recurrent matrix's ADC range is the largest partial sum of any step of the first
+    batch (here against torch's own states: 16-bit converters are nearly exact), not the
+    fallback of step 0's zero state."""
+    torch.manual_seed(2)
+    ref = nn.RNN(3, 4).double()
+    x = torch.randn(9, 5, 3, dtype=torch.float64)
+    analog = convert(ref, _fine_adc(rec))
+    with torch.no_grad():
+        analog(x)
+        states, _ = ref(x)
+    h_prev = torch.cat([torch.zeros(1, 5, 4, dtype=torch.float64), states[:-1]])
+    name = "joint_l0" if rec == "joint" else "hh_l0"
+    tile = analog.arrays[name].tile
+    rows = torch.cat([x, h_prev], 2) if rec == "joint" else h_prev
+    w = analog.arrays[name].weight.detach()
+    want = []
+    for lo, hi in tile.partition():  # arrays of 5 rows
+        part = rows[..., lo:hi] @ w[:, lo:hi].T
+        want.append(part.abs().max())
+    torch.testing.assert_close(tile.adc_range.flatten(), torch.stack(want), rtol=1e-3, atol=0)
+
+
+def test_calibration_pass_leaves_the_read_noise_stream_alone():
+    cfg = validate(AnalogConfig, {
+        "device": {"read_noise": {"kind": "additive", "sigma": 0.05}},
+        "converter": {"dac_bits": 6, "adc_bits": 6},
+    })  # fmt: skip
+    torch.manual_seed(0)
+    a = convert(nn.LSTM(3, 4), cfg)
+    twin = copy.deepcopy(a)
+    x = torch.rand(6, 2, 3)
+    with torch.no_grad():
+        first = a(x)[0]  # calibrates, then reads
+        for t, u in zip(twin._physical_tiles(), a._physical_tiles(), strict=True):
+            t.dac_range, t.adc_range = u.dac_range, u.adc_range
+        assert not twin._uncalibrated()
+        assert torch.equal(twin(x)[0], first)  # the same noise draws: none spent calibrating
+        again = a(x)[0]
+    assert not torch.equal(again, first)
+
+
+def test_layers_without_converters_never_calibrate():
+    analog = convert(nn.GRU(3, 4), AnalogConfig())
+    assert not analog._uncalibrated()

@@ -127,6 +127,27 @@ def test_deepcopy_reads_identically():
             assert torch.equal(model(_x()), twin(_x()))
 
 
+def test_deepcopy_keeps_drift_and_calibrated_ranges_until_the_weights_change():
+    """A copy is the same chip: its weights are new tensors (version counters at 0), which
+    must not make it reprogram itself back to t = 0 and forget its converter ranges."""
+    cfg = validate(AnalogConfig, {
+        "device": {"preset": "pcm"}, "converter": {"dac_bits": 6, "adc_bits": 6},
+    })  # fmt: skip
+    torch.manual_seed(0)
+    model = nvmsim.convert(nn.Sequential(nn.Linear(6, 5), nn.LSTM(5, 4)), cfg)
+    nvmsim.nn.drift_to(model, 86400.0)
+    x = torch.rand(3, 2, 6)
+    with torch.no_grad():
+        model(x)  # calibrates the converters
+        twin, edited = copy.deepcopy(model), copy.deepcopy(model)
+        assert torch.equal(model(x)[0], twin(x)[0])
+        assert all(layer.tile.time == 86400.0 for layer in analog_layers(twin))
+        edited[0].weight.mul_(0.5)
+        edited(x)
+    assert edited[0].tile.time == 0.0  # new weights: programmed afresh
+    assert edited[1].arrays["ih_l0"].tile.time == 86400.0  # an untouched layer keeps its drift
+
+
 def test_state_dict_keys_are_torchs():
     ref, model = _model()
     assert list(model.state_dict().keys()) == list(ref.state_dict().keys())

@@ -132,7 +132,18 @@ class AnalogMixin:
 
     def is_current(self) -> bool:
         """Whether the programmed chip holds the weights as they are now."""
+        copied = self.__dict__.pop("_copied_current", None)
+        if copied is not None:  # the first check of a copy: fresh weights count from 0
+            self._programmed_version = tuple(0 for _ in self._version()) if copied else None
         return self._programmed_version == self._version()
+
+    def __getstate__(self) -> dict:
+        """A copy (``deepcopy``) carries whether the chip was current: the copy's weights
+        are new tensors whose version counters start again at 0, so without this it would
+        reprogram itself, losing its drift time and calibrated converter ranges."""
+        state = self.__dict__.copy()
+        state["_copied_current"] = self.is_current()
+        return state
 
     def _ensure_programmed(self) -> None:
         if not self.is_current() or not self.tile.programmed:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from nvmsim.nn.activations import paper_relu
-from nvmsim.nn.recurrent import joint_steps
+from nvmsim.nn.recurrent import calibrate_over_steps, joint_steps, uncalibrated
 
 
 class MosaicsRNN(nn.Module):
@@ -54,5 +54,10 @@ class MosaicsRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xs = x.reshape(x.shape[0], self.t, self.chunk).transpose(0, 1)  # (t, B, M/t)
         h = x.new_zeros(x.shape[0], self.hidden)
-        states = joint_steps(self.core, lambda s, _: self.act(s), xs, h, range(self.t))
-        return self.readout(states[-1])
+
+        def steps() -> list[torch.Tensor]:
+            return joint_steps(self.core, lambda s, _: self.act(s), xs, h, range(self.t))
+
+        if uncalibrated([self.core]):  # an analog core's converters: over every step
+            calibrate_over_steps(self, [self.core], steps)
+        return self.readout(steps()[-1])

@@ -16,7 +16,7 @@ gate arithmetic (sigmoid, tanh, products) is digital.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from nvmsim.config import AnalogConfig
+from nvmsim.crossbar.tile import AnalogTile
+from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.owned import OwnedArrays, OwnedMatrix
 from nvmsim.seeds import spawn_seeds
 
@@ -45,6 +47,84 @@ def joint_steps(
         h = cell(read(torch.cat([xs[t], h], dim=1)), h)
         out[t] = h
     return out
+
+
+def physical_tiles(layers: Iterable[nn.Module]) -> Iterator[AnalogTile]:
+    """The arrays' tiles (every slice of a bit-sliced one) of the analog ``layers``."""
+    for layer in layers:
+        if isinstance(layer, AnalogMixin):
+            yield from getattr(layer.tile, "slices", [layer.tile])
+
+
+def uncalibrated(layers: Iterable[nn.Module]) -> bool:
+    """Whether a converter range of an analog layer among ``layers`` is still "auto" and
+    not calibrated."""
+    for layer in layers:
+        if not isinstance(layer, AnalogMixin):
+            continue
+        conv = layer.config.converter
+        if conv.dac_bits is not None and conv.dac_range == "auto" and layer.tile.dac_range is None:
+            return True
+        adc = conv.adc_bits is not None and conv.adc_range == "auto"
+        if adc and any(t.adc_range is None for t in physical_tiles([layer])):
+            return True
+    return False
+
+
+@torch.no_grad()
+def calibrate_over_steps(
+    owner: nn.Module, layers: list[nn.Module], run: Callable[[], object]
+) -> None:
+    """Calibrate the "auto" converter ranges of ``layers`` (read once per time step inside
+    ``owner``) over every step of ``run()``, a pass over the first batch.
+
+    A range calibrates on the first read; for a matrix read once per step that would be
+    step 0 alone, whose state is usually zero (a recurrent matrix would get the fallback
+    range 1, a joint array the range of the first input only). So the sequence is run once
+    first, in eval mode, each read calibrating afresh, with read noise drawn from copies of
+    the layers' generators (their streams are untouched); each range is then the largest that
+    any step needed (per array, or per column), reads of all-zero inputs (which calibrate to
+    the fallback range 1) left out."""
+    layers = [m for m in layers if isinstance(m, AnalogMixin)]
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def collect(module: nn.Module, args: tuple, out) -> None:
+        x = args[0]
+        for t in physical_tiles([module]):
+            best = seen.setdefault(id(t), {})
+            if t.dac_range is not None and bool(x.abs().amax() > 0):
+                r = t.dac_range
+                best["dac_range"] = r if "dac_range" not in best else best["dac_range"].max(r)
+            if t.adc_range is not None and t.adc_range.dim():
+                r = t.adc_range.clone()  # (G, nb[, cols]); arrays fed only zeros: unknown
+                for j, (lo, hi) in enumerate(t.partition()):
+                    xs = x[:, lo : min(hi, t.kernel_rows)]
+                    fed = xs.numel() > 0 and bool(xs.abs().amax() > 0)
+                    if not (fed or (t.bias_row and hi > t.kernel_rows)):
+                        r[:, j] = torch.nan
+                old = best.get("adc_range")
+                best["adc_range"] = r if old is None else torch.fmax(old, r)
+            t.dac_range = t.adc_range = None
+
+    streams = {}
+    for m in layers:
+        streams[m] = m.generator
+        m.generator = torch.Generator(device=m.generator.device)
+        m.generator.set_state(streams[m].get_state())
+    hooks = [m.register_forward_hook(collect) for m in layers]
+    training = owner.training
+    try:
+        owner.eval()
+        run()
+    finally:
+        owner.train(training)
+        for h in hooks:
+            h.remove()
+        for m, g in streams.items():
+            m.generator = g
+    for t in physical_tiles(layers):
+        for name, r in seen.get(id(t), {}).items():
+            setattr(t, name, torch.nan_to_num(r, nan=1.0))  # never fed: the fallback
 
 
 class AnalogRecurrent(OwnedArrays):
@@ -156,6 +236,13 @@ class AnalogRecurrent(OwnedArrays):
         dirs = 2 if self.bidirectional else 1
         h_out = self.proj_size if self.proj_size > 0 else self.hidden_size
         h0, c0 = self._initial_state(hx, x, batched, dirs, h_out)
+        if self._uncalibrated():
+            self._calibrate(x, h0, c0)
+        return self._run(x, h0, c0, batched)
+
+    def _run(self, x, h0, c0, batched: bool):
+        """Every layer and direction over ``x`` (T, B, in): torch's ``(output, state)``."""
+        dirs = 2 if self.bidirectional else 1
         hn, cn = [], []
         for layer in range(self.num_layers):
             outs = []
@@ -181,6 +268,15 @@ class AnalogRecurrent(OwnedArrays):
                 else (state.squeeze(1))
             )
         return out, state
+
+    def _physical_tiles(self):
+        return physical_tiles(self.arrays.values())
+
+    def _uncalibrated(self) -> bool:
+        return uncalibrated(self.arrays.values())
+
+    def _calibrate(self, x: torch.Tensor, h0: torch.Tensor, c0) -> None:
+        calibrate_over_steps(self, list(self.arrays.values()), lambda: self._run(x, h0, c0, True))
 
     def _initial_state(self, hx, x, batched: bool, dirs: int, h_out: int):
         """``(h0, c0)`` as (layers * dirs, B, .) tensors; zeros when ``hx`` is ``None``."""
