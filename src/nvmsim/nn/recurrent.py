@@ -63,8 +63,9 @@ def uncalibrated(layers: Iterable[nn.Module]) -> bool:
         if not isinstance(layer, AnalogMixin):
             continue
         conv = layer.config.converter
-        if conv.dac_bits is not None and conv.dac_range == "auto" and layer.tile.dac_range is None:
-            return True
+        dac = conv.dac_bits is not None and conv.dac_range == "auto"
+        if dac and layer.tile.dac_range is None and layer._dac_range() is None:
+            return True  # (a learned input range is no range to calibrate)
         adc = conv.adc_bits is not None and conv.adc_range == "auto"
         if adc and any(t.adc_range is None for t in physical_tiles([layer])):
             return True
