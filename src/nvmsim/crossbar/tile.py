@@ -747,7 +747,8 @@ class AnalogTile(nn.Module):
         else:
             y = self._managed_read(x, generator, apply_dac)
         if bias is not None:
-            y = y + self._bias_view(bias)
+            b = self._bias_view(bias)
+            y = y + b if y.requires_grad or b.requires_grad else y.add_(b)
         if not all_finite(y) and all_finite(x_in):  # non-finite inputs may give anything
             self._overflowed(x_in, y)
         return y
