@@ -63,3 +63,25 @@ def test_weight_gradient_under_read_noise_is_unbiased():
     sem = draws.std(0) / 4000**0.5
     assert (draws.std(0) > 0).all()  # the noise does reach the gradient
     assert ((draws.mean(0) - clean).abs() <= 5 * sem + 1e-12).all()
+
+
+@pytest.mark.parametrize("converters", [{}, {"dac_bits": 6, "adc_bits": 6}])
+@pytest.mark.parametrize("rows", [256, 3])
+def test_offset_mapping_with_read_noise_trains(converters, rows):
+    """The reference columns' noise of a layer whose input needs a gradient (every layer
+    after the first) is scaled out of place: backward works and gives finite gradients."""
+    cfg = validate(AnalogConfig, {
+        "crossbar": {"mapping": "offset", "tile_rows": rows},
+        "device": {"read_noise": {"kind": "proportional", "sigma": 0.05}},
+        "converter": converters,
+    })  # fmt: skip
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(18, 4),
+        nn.ReLU(), nn.Linear(4, 3),
+    )  # fmt: skip
+    analog = convert(net, cfg)
+    analog(torch.rand(5, 2, 7, 7)).square().sum().backward()
+    grads = [p.grad for p in analog.parameters()]
+    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
+    assert all(float(g.abs().sum()) > 0 for g in grads)

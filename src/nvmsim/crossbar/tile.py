@@ -102,6 +102,12 @@ def _std(var: torch.Tensor) -> torch.Tensor:
     return _Sqrt.apply(var) if var.requires_grad else var.sqrt_()
 
 
+def _noise(var: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``sqrt(var) * eps``: in place without gradients (the square root's output is saved
+    for its backward pass, so it is not scaled in place when ``var`` needs a gradient)."""
+    return _std(var) * eps if var.requires_grad else var.sqrt_().mul_(eps)
+
+
 def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """``q`` in the forward pass, the gradient of ``x`` in the backward pass: the
     straight-through estimator of a converter's rounding (``x`` keeps its saturation)."""
@@ -925,7 +931,7 @@ class AnalogTile(nn.Module):
         var = self.product.apply(x2, self._rw_ref)  # (B, G*n_ca, *o)
         if self._rb_ref is not None:
             var = var + self._bias_view(self._rb_ref)
-        noise_ = _std(var).mul_(self._randn(var, generator))
+        noise_ = _noise(var, self._randn(var, generator))
         b, sp = noise_.shape[0], noise_.shape[2:]
         noise_ = noise_.view(b, self.groups, self.col_blocks, *sp)
         return self.expand_ref(noise_, dim=2).reshape(b, self.out_features, *sp)
@@ -1034,7 +1040,7 @@ class AnalogTile(nn.Module):
         std = _std(var.mul_(self.var_const) if const else var)
         out.addcmul_(std, self._randn(out, generator))
         if ref is not None:
-            ref = _std(ref).mul_(self._randn(ref, generator))
+            ref = _noise(ref, self._randn(ref, generator))
             out -= self.expand_ref(ref, dim=3)
         return out
 
@@ -1091,8 +1097,8 @@ class AnalogTile(nn.Module):
             std = _std(partial(c["var"], x2, self.cols))
         y = y.addcmul_(std, self._randn(y, generator))
         if self.ref_var is not None:
-            rs = _std(partial(c["ref"], x2, self.col_blocks))
-            rs = rs.mul_(self._randn(rs, generator))
+            var = partial(c["ref"], x2, self.col_blocks)
+            rs = _noise(var, self._randn(var, generator))
             y = y - self.expand_ref(rs, dim=3)
         return y
 
