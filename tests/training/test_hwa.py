@@ -280,3 +280,6 @@ def test_learned_ranges_need_a_dac():
     recipe = RECIPE.model_copy(update={"input_range": "learned"})
     with pytest.raises(ValueError, match="needs a DAC with an automatic range"):
         hwa.train(_net(), PCM, _data(), recipe)
+    isaac = validate(AnalogConfig, {"preset": "isaac"})
+    with pytest.raises(ValueError, match="does not apply to bit-sliced or bit-serial tiles"):
+        hwa.train(_net(), isaac, _data(), recipe)

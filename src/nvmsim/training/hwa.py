@@ -127,6 +127,11 @@ class _LearnedRange:
                 "management (converter.dac_bits set, dac_range = 'auto', noise_management = "
                 "'none')"
             )
+        if layer.config.sliced:
+            raise ValueError(
+                "input_range = 'learned' does not apply to bit-sliced or bit-serial tiles "
+                "(crossbar.weight_slices > 1 or converter.input_bits_per_read set)"
+            )
         w = layer.weight
         self.param = nn.Parameter(torch.ones((), dtype=w.dtype, device=w.device))
         layer.set_input_range(self.param)
