@@ -196,6 +196,8 @@ class AnalogTile(nn.Module):
     def __setattr__(self, name: str, value) -> None:
         if name in _DERIVED:
             object.__setattr__(self, name, value)
+        elif name in STATE and (value is None or type(value) is torch.Tensor):
+            self._buffers[name] = value  # a registered buffer (programming sets every one)
         else:
             super().__setattr__(name, value)
 
