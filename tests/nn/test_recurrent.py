@@ -10,7 +10,13 @@ from torch import nn
 
 from nvmsim.config import AnalogConfig, validate
 from nvmsim.nn import analog_layers, convert
-from nvmsim.nn.recurrent import AnalogGRU, AnalogLSTM, AnalogRNN
+from nvmsim.nn.recurrent import (
+    AnalogGRU,
+    AnalogLSTM,
+    AnalogRNN,
+    physical_tiles,
+    uncalibrated,
+)
 
 
 def _torch_layer(kind: str, size: int, hidden: int, layers: int, bidi: bool, first: bool,
@@ -261,9 +267,11 @@ def test_calibration_pass_leaves_the_read_noise_stream_alone():
     x = torch.rand(6, 2, 3)
     with torch.no_grad():
         first = a(x)[0]  # calibrates, then reads
-        for t, u in zip(twin._physical_tiles(), a._physical_tiles(), strict=True):
+        for t, u in zip(
+            physical_tiles(twin.arrays.values()), physical_tiles(a.arrays.values()), strict=True
+        ):
             t.dac_range, t.adc_range = u.dac_range, u.adc_range
-        assert not twin._uncalibrated()
+        assert not uncalibrated(twin.arrays.values())
         assert torch.equal(twin(x)[0], first)  # the same noise draws: none spent calibrating
         again = a(x)[0]
     assert not torch.equal(again, first)
@@ -271,4 +279,4 @@ def test_calibration_pass_leaves_the_read_noise_stream_alone():
 
 def test_layers_without_converters_never_calibrate():
     analog = convert(nn.GRU(3, 4), AnalogConfig())
-    assert not analog._uncalibrated()
+    assert not uncalibrated(analog.arrays.values())

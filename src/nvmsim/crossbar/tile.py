@@ -596,7 +596,7 @@ class AnalogTile(nn.Module):
         self._rw_var, self._rb_var = self._read_weight(self.w_var)
         self._rw_ref, self._rb_ref = self._read_weight(self.ref_var)
         self._blocks_cache = None
-        self._exact_cache: dict | None = None
+        self._exact_cache = None
         w = self.w_mean
         self._integer_weights = not self.noisy and bool(torch.equal(w, torch.round(w)))
 
@@ -831,7 +831,7 @@ class AnalogTile(nn.Module):
     ) -> torch.Tensor:
         """A read by the moment identity, digitised per row array when there is an ADC (a
         dense read without gradients may be written into ``out``, ``(B, out_features)``)."""
-        if adc and not self.noisy and self._exact_adc(x):
+        if adc and self._exact_adc(x):
             return self._read_exact_adc(x, out)
         if adc and self.row_blocks > 1:
             blocks = self._read_blocks_dense if not self.product.dims else self._read_blocks

@@ -119,8 +119,9 @@ def save_checkpoint(
         "torch_version": torch.__version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    if learned_ranges(model):  # DAC ranges learned in hardware-aware training
-        info["input_ranges"] = learned_ranges(model)
+    ranges = learned_ranges(model)
+    if ranges:  # DAC ranges learned in hardware-aware training
+        info["input_ranges"] = ranges
     try:
         tensors = _state_tensors(model)
     except CheckpointError as e:

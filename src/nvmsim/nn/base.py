@@ -75,13 +75,18 @@ class AnalogMixin:
                 raise ValueError(f"input range must be a finite number > 0, got {value}")
         self.register_buffer("input_range", value, persistent=False)  # type: ignore[attr-defined]
 
-    def _dac_range(self) -> torch.Tensor | None:
-        """The fixed (or trained) DAC range to read with, if this layer has one in use."""
-        r = self.input_range
+    def input_range_applies(self) -> bool:
+        """Whether a fixed input range can set this layer's DAC: a DAC whose range is
+        ``"auto"``, without noise management (which fixes the range at 1)."""
         conv = self.config.converter
-        if r is None or conv.dac_bits is None or conv.dac_range != "auto":
-            return None
-        return None if conv.noise_management != "none" else r
+        return (
+            conv.dac_bits is not None and conv.dac_range == "auto"
+            and conv.noise_management == "none"
+        )  # fmt: skip
+
+    def fixed_dac_range(self) -> torch.Tensor | None:
+        """The fixed (or trained) DAC range this layer reads with, if it has one in use."""
+        return self.input_range if self.input_range_applies() else None
 
     @classmethod
     def from_torch(cls, layer, config: AnalogConfig | None = None, seed: int | None = None):
@@ -153,7 +158,9 @@ class AnalogMixin:
         """One analog read of ``x``; with gradients on, the weight and bias get the
         straight-through gradient (:class:`WeightGradient`), so a torch optimiser trains
         through the analog forward (the tile is reprogrammed after each step)."""
-        y = self.tile.read(x, self.generator, self._digital_bias(), dac_range=self._dac_range())
+        y = self.tile.read(
+            x, self.generator, self._digital_bias(), dac_range=self.fixed_dac_range()
+        )
         b = self.bias
         wants = self.weight.requires_grad or (b is not None and b.requires_grad)
         if not (torch.is_grad_enabled() and wants):

@@ -64,7 +64,7 @@ def uncalibrated(layers: Iterable[nn.Module]) -> bool:
             continue
         conv = layer.config.converter
         dac = conv.dac_bits is not None and conv.dac_range == "auto"
-        if dac and layer.tile.dac_range is None and layer._dac_range() is None:
+        if dac and layer.tile.dac_range is None and layer.fixed_dac_range() is None:
             return True  # (a learned input range is no range to calibrate)
         adc = conv.adc_bits is not None and conv.adc_range == "auto"
         if adc and any(t.adc_range is None for t in physical_tiles([layer])):
@@ -203,15 +203,14 @@ class AnalogRecurrent(OwnedArrays):
         order = reversed(range(t_len)) if reverse else range(t_len)
         outs = [None] * t_len
         if self.joint:
-            cells = []  # (h, c) of every step, in order
+            cell_state = [c]  # the LSTM cell state after the latest step
 
             def cell(s: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
-                state = self._cell(s, None, h_prev, cells[-1][1] if cells else c, hr)
-                cells.append(state)
-                return state[0]
+                h_new, cell_state[0] = self._cell(s, None, h_prev, cell_state[0], hr)
+                return h_new
 
             outs = joint_steps(self.arrays[f"joint{sfx}"], cell, x, h, order)
-            return torch.stack(outs), cells[-1][0], cells[-1][1]
+            return torch.stack(outs), outs[0 if reverse else -1], cell_state[0]
         gi = self.arrays[f"ih{sfx}"](x.reshape(t_len * b, -1)).view(t_len, b, -1)
         hh = self.arrays[f"hh{sfx}"]
         for t in order:
@@ -237,8 +236,9 @@ class AnalogRecurrent(OwnedArrays):
         dirs = 2 if self.bidirectional else 1
         h_out = self.proj_size if self.proj_size > 0 else self.hidden_size
         h0, c0 = self._initial_state(hx, x, batched, dirs, h_out)
-        if self._uncalibrated():
-            self._calibrate(x, h0, c0)
+        arrays = list(self.arrays.values())
+        if uncalibrated(arrays):
+            calibrate_over_steps(self, arrays, lambda: self._run(x, h0, c0, True))
         return self._run(x, h0, c0, batched)
 
     def _run(self, x, h0, c0, batched: bool):
@@ -269,15 +269,6 @@ class AnalogRecurrent(OwnedArrays):
                 else (state.squeeze(1))
             )
         return out, state
-
-    def _physical_tiles(self):
-        return physical_tiles(self.arrays.values())
-
-    def _uncalibrated(self) -> bool:
-        return uncalibrated(self.arrays.values())
-
-    def _calibrate(self, x: torch.Tensor, h0: torch.Tensor, c0) -> None:
-        calibrate_over_steps(self, list(self.arrays.values()), lambda: self._run(x, h0, c0, True))
 
     def _initial_state(self, hx, x, batched: bool, dirs: int, h_out: int):
         """``(h0, c0)`` as (layers * dirs, B, .) tensors; zeros when ``hx`` is ``None``."""

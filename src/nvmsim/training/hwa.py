@@ -120,8 +120,7 @@ class _LearnedRange:
     little (see :class:`Injection`)."""
 
     def __init__(self, layer: AnalogMixin, injection: Injection) -> None:
-        conv = layer.config.converter
-        if conv.dac_bits is None or conv.dac_range != "auto" or conv.noise_management != "none":
+        if not layer.input_range_applies():
             raise ValueError(
                 "input_range = 'learned' needs a DAC with an automatic range and no noise "
                 "management (converter.dac_bits set, dac_range = 'auto', noise_management = "
