@@ -116,3 +116,34 @@ def test_seed_tree_of_a_standard_run_has_no_hardware_aware_keys(write_study):
         "init", "seed",
     }  # fmt: skip
     assert "attention_products" not in run.spec.tree()["analog"]["converter"]  # a later option
+
+
+def test_a_study_moved_elsewhere_keeps_its_ids_and_seeds(tmp_path):
+    """Run ids, train keys and seeds follow a model file's contents and ignore where the
+    study, its file and its data folder sit."""
+    import numpy as np
+
+    from nvmsim.studies.spec import hashed_tree
+    from tests.io import keras_writer as kw
+
+    def study_in(folder, payload_seed=0):
+        folder.mkdir()
+        rng = np.random.default_rng(payload_seed)
+        dense = kw.dense("dense", rng.standard_normal((64, 10)).astype("f4"), np.zeros(10, "f4"))
+        kw.write_legacy_h5(folder / "m.h5", [dense], (64,))
+        (folder / "data").mkdir()
+        path = folder / "s.toml"
+        path.write_text(
+            'name = "s"\n[models.m]\nkeras = "m.h5"\n[data]\ndataset = "digits"\n'
+            'data_dir = "data"\n[sweep]\nsigma_syn = [0.0, 0.5]\n'
+        )
+        return expand(load_study(path)[0])
+
+    a, b = study_in(tmp_path / "a"), study_in(tmp_path / "b")
+    assert a[0].config["source"]["keras"] != b[0].config["source"]["keras"]  # the paths
+    assert [r.run_id for r in a] == [r.run_id for r in b]
+    assert [r.train_key for r in a] == [r.train_key for r in b]
+    assert hashed_tree(a[1].config) == hashed_tree(b[1].config)
+    assert a[1].spec.hashed()["source"]["keras"].startswith("sha256:")
+    other = study_in(tmp_path / "c", payload_seed=1)  # another file: other ids and seeds
+    assert {r.run_id for r in other}.isdisjoint(r.run_id for r in a)

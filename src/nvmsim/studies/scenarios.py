@@ -128,7 +128,7 @@ class Inference(Scenario):
         model = trained_model(run, ctx.train_key, ctx.cache_dir)
         prep, x, y = _prepared_test(run)
         sc, cfg = run.scenario, run.analog
-        base_seed = derive_seed("eval", run.tree())
+        base_seed = derive_seed("eval", run.hashed())
         clean_loss, clean_acc = loss_acc(model, prep(x), y)
         analog = None
         accs, losses = [], []
@@ -197,7 +197,7 @@ class DetectorRetraining(Scenario):
         model = trained_model(run, ctx.train_key, ctx.cache_dir)
         prep, x, y = _prepared_test(run)
         sc, cfg = run.scenario, run.analog
-        base_seed = derive_seed("eval", run.tree())
+        base_seed = derive_seed("eval", run.hashed())
         extractor, detector = split_model(model, sc.split_at)
         sizes, act = describe_detector(detector)
         xtr, ytr = run_data(run, "train", sc.retrain_subset or run.train.train_subset)
@@ -273,7 +273,7 @@ class OnChip(Scenario):
 
         self.check(run)
         cfg = self.options(run)
-        seed = derive_seed("onchip", run.tree())
+        seed = derive_seed("onchip", run.hashed())
         epochs = cfg.epochs if cfg.epochs is not None else run.train.epochs
         xtr, ytr = run_data(run, "train", cfg.train_subset or run.train.train_subset)
         xte, yte = run_data(run, "test", run.data.test_subset)

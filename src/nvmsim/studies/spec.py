@@ -8,6 +8,9 @@ it must not change.
 
 from __future__ import annotations
 
+import hashlib
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -55,6 +58,35 @@ def analog_tree(config: AnalogConfig) -> dict[str, Any]:
     return tree
 
 
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_digest(path: str) -> str:
+    """``sha256:<hex>`` of a file's contents (cached while its size and mtime stay)."""
+    st = Path(path).stat()
+    return "sha256:" + _file_sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+def hashed_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    """What a run's id and seeds are hashed from: its tree with every location left out.
+    A model file counts by its contents (:func:`file_digest`) and the data folder not at
+    all, so a study moved to another folder or machine keeps its ids and draws."""
+    source, data = tree.get("source") or {}, tree.get("data") or {}
+    out = dict(tree)
+    files = {k: file_digest(v) for k in ("checkpoint", "keras") if (v := source.get(k))}
+    if files:
+        out["source"] = {**source, **files}
+    if data.get("data_dir") is not None:
+        out["data"] = {k: v for k, v in data.items() if k != "data_dir"}
+    return out
+
+
 class SourceSpec(BaseModel):
     """Where a run's network comes from: a registry arch (trained here), or a file."""
 
@@ -94,9 +126,13 @@ class RunSpec(BaseModel):
             "seed": self.seed,
         }
 
+    def hashed(self) -> dict[str, Any]:
+        """The tree that seeds are derived from (:func:`hashed_tree`)."""
+        return hashed_tree(self.tree())
+
     def train_config(self) -> dict[str, Any]:
         """The part of the run that decides the trained weights (hashed: the cache key)."""
-        tree = self.tree()
+        tree = self.hashed()
         return {
             "source": tree["source"],
             "kwargs": tree["kwargs"],

@@ -13,7 +13,7 @@ from nvmsim.config import AnalogConfig, ConfigError, validate
 from nvmsim.data.registry import DATASETS
 from nvmsim.studies.scenarios import scenario_for
 from nvmsim.studies.schema import DataSpec, ScenarioSpec, StudySpec, TrainSpec, axis_paths
-from nvmsim.studies.spec import RunSpec, analog_tree, train_tree
+from nvmsim.studies.spec import RunSpec, analog_tree, hashed_tree, train_tree
 
 
 def canonical(obj: Any) -> str:
@@ -173,7 +173,7 @@ def expand(spec: StudySpec, quick: bool = False, source: str | None = None) -> l
             scenario_for(run.scenario).check(run)
         except ValueError as err:
             raise ConfigError(f"{where}: sweep point {point}: {err}") from None
-        run_id = digest(identity(tree))
+        run_id = digest(identity(hashed_tree(tree)))
         if run_id in seen:
             continue
         seen.add(run_id)
