@@ -11,7 +11,10 @@ import torch
 from nvmsim.io import load_keras
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SEQUENCE_MODELS = "mosaics rnn lstm gru bidir conv1d conv1d_bn separable separable1d embed".split()
+SEQUENCE_MODELS = (
+    "mosaics rnn lstm gru bidir conv1d conv1d_bn separable separable1d embed names "
+    "rnn_nobias_readout"
+).split()
 FILES = ["mlp.keras", "cnn.keras", "cnn.h5"] + [
     f"seq_{m}.{ext}" for m in SEQUENCE_MODELS for ext in ("keras", "h5")
 ]

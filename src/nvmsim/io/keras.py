@@ -464,6 +464,7 @@ def _as_mosaics(mods: list[tuple[str, nn.Module]], shape: tuple | None) -> list:
         and body[0].rnn.bias
         and not (body[0].return_sequences or body[0].go_backwards)
         and type(body[1]) is nn.Linear
+        and body[1].bias is not None
         and all(isinstance(m, nn.Softmax) for m in tail)
         and len(tail) <= 1
         and shape is not None

@@ -108,7 +108,9 @@ class _Keras3Weights:
             if isinstance(obj, h5py.Group) and path.rsplit("/", 1)[-1] == "vars":
                 self.by_path[path] = obj
                 name = _decode(obj.attrs.get("name"))
-                if isinstance(name, str) and path != "vars":  # not the model's own
+                # a layer's own vars only (<container>/<key>/vars): a recurrent cell's or a
+                # Bidirectional half's name may equal another layer's
+                if isinstance(name, str) and path.count("/") == 2:
                     self.by_name.setdefault(name, obj)
 
         h5.visititems(visit)
@@ -144,6 +146,16 @@ class _Keras3Weights:
         return [(None, group[k]) for k in _numbered(group)]
 
 
+def _half(name: str, layer: str) -> str | None:
+    """Which half of a ``Bidirectional`` a legacy weight path belongs to: the component right
+    after the layer's own name (else the first) is ``forward_<inner>`` or ``backward_<inner>``
+    (names elsewhere in the path may contain either word)."""
+    parts = name.split("/")
+    at = max((i for i, p in enumerate(parts) if p == layer), default=-1) + 1
+    head = parts[at] if at < len(parts) else ""
+    return next((h for h in ("forward", "backward") if head.startswith(f"{h}_")), None)
+
+
 def _numbered(group: Any) -> list[str]:
     """The members ``0``, ``1``, ... of a ``vars`` group, in order."""
     if not isinstance(group, h5py.Group):
@@ -164,7 +176,7 @@ class _LegacyWeights:
         if found is None or part is None:
             return found
         # a Bidirectional's weights: .../forward_lstm/lstm_cell/kernel, then the backward ones
-        mine = [(n, d) for n, d in found if n is not None and f"{part}_" in n]
+        mine = [(n, d) for n, d in found if n is not None and _half(n, layer.name) == part]
         if mine:
             return mine
         half = len(found) // 2
