@@ -29,3 +29,12 @@ def onchip_seed(*parts: Any) -> int:
     results (and their resume keys) were produced with these numbers."""
     h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return int.from_bytes(h[:8], "little") >> 2
+
+
+def generator_on(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """``generator`` itself if it draws on ``device``'s type, else a generator there seeded by
+    one draw from it: a CPU generator can program a chip on a GPU, reproducibly."""
+    if generator.device.type == torch.device(device).type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator(device=device).manual_seed(seed)

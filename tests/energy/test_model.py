@@ -40,6 +40,19 @@ def test_inference_energy_by_hand():
     assert rep["0"].adc_pj == rep["2"].adc_pj == 256 * 100
 
 
+@pytest.mark.parametrize("analog", [False, True])
+def test_a_float64_model_is_counted_in_its_own_dtype(analog):
+    """The example input follows the model's dtype (and device): a ``.double()`` model, plain
+    or converted, counts like its float32 original."""
+    import nvmsim
+
+    net = two_layer()
+    model = nvmsim.convert(net, None) if analog else net
+    want = estimate(model, UNIT, input_shape=(4,))
+    got = estimate(model.double(), UNIT, input_shape=(4,))
+    assert got.total_pj == want.total_pj and got.macs == want.macs == 18
+
+
 def test_training_energy_by_hand():
     tr = training_energy_per_example(two_layer(), UNIT, pulses_per_update=2, input_shape=(4,))
     a, b = tr.layers

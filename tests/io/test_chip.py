@@ -112,6 +112,36 @@ def test_round_trip_reads_bit_identically(tmp_path, calibrate, compensate):
         assert torch.equal(model(_x()), target(_x()))
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"crossbar": {"weight_slices": 2}},
+        {"crossbar": {"weight_slices": 2, "mapping": "offset"}},
+        {"converter": {"input_bits_per_read": 2}},  # analog weights, bit-serial inputs
+    ],
+)
+def test_bit_sliced_chips_round_trip(tmp_path, extra):
+    """A sliced chip's own scale (weight range, LSB, offset correction) comes back with it,
+    into a model whose weights differ (they set another scale when it was converted)."""
+    base = {"device": {"bits": 2, "programming_error": {"kind": "additive", "sigma": 0.02}},
+            "crossbar": {"tile_rows": 16, "tile_cols": 4},
+            "converter": {"dac_bits": 6, "adc_bits": 10}}  # fmt: skip
+    for part, values in extra.items():
+        base[part] = {**base[part], **values}
+    cfg = validate(AnalogConfig, base)
+    model = nvmsim.convert(_torch_net(), cfg)
+    with torch.no_grad():
+        expected = model(_x())
+    path = save_chip(model, tmp_path / "sliced.safetensors")
+    other = _torch_net(seed=5)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(3.0)
+    target = load_chip(nvmsim.convert(other, cfg), path)
+    with torch.no_grad():
+        torch.testing.assert_close(target(_x()), expected, rtol=0, atol=0)
+
+
 def test_loaded_chip_is_not_reprogrammed_by_the_next_forward(saved):
     model, path = saved
     target = nvmsim.convert(_torch_net(seed=5), CFG)

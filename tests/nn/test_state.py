@@ -232,3 +232,108 @@ def test_cuda_deepcopy_and_fixed_seed_runs_agree():
             twin = copy.deepcopy(model)
             assert torch.equal(twin(_x().cuda()), model(_x().cuda()))
     assert torch.equal(runs[0], runs[1])
+
+
+_DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+        ],
+    ),
+]
+
+#: one config per family of draws and periphery, each with a table or per-column state
+_FAMILIES = {
+    "table noise, offset, drift": {
+        "device": {
+            "preset": "pcm",
+            "read_noise": {"kind": "table", "g_points": [0.0, 1.0], "sigma_points": [0.01, 0.03]},
+            "programming_error": {
+                "kind": "table", "g_points": [0.0, 0.5, 1.0], "sigma_points": [0.0, 0.02, 0.01],
+                "coeffs": [],
+            },
+        },
+        "crossbar": {"mapping": "offset", "tile_rows": 16},
+    },
+    "sliced, bit-serial, SAR ADC with mismatch": {
+        "device": {"bits": 2, "read_noise": {"kind": "additive", "sigma": 0.01}},
+        "crossbar": {"weight_slices": 4, "tile_rows": 16, "tile_cols": 8},
+        "converter": {
+            "dac_bits": 8, "input_bits_per_read": 1, "adc_bits": 8,
+            "adc_model": {"kind": "sar", "capacitor_std": 0.01, "columns_per_adc": 4},
+        },
+    },
+}  # fmt: skip
+
+
+class _Mixed(nn.Module):
+    """Conv, LSTM, attention and linear layers in one network."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 8, 3, padding=1)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):  # x: (B, 3, T)
+        h, _ = self.lstm(torch.relu(self.conv(x)).transpose(1, 2))
+        a, _ = self.attn(h, h, h, need_weights=False)
+        return self.head(a.mean(1))
+
+
+@pytest.mark.parametrize("device", _DEVICES)
+@pytest.mark.parametrize("family", list(_FAMILIES))
+def test_every_layer_type_programs_and_reads_on_the_device(device, family, tmp_path):
+    """A CPU generator programs a chip on the device; reads, drift, energy counts and a chip
+    file work there; the same seed reads the same numbers run to run."""
+    from nvmsim.energy import estimate
+    from nvmsim.io.chip import load_chip, save_chip
+
+    torch.manual_seed(0)
+    ref = _Mixed()
+    cfg = validate(AnalogConfig, _FAMILIES[family])
+    x = torch.rand(4, 3, 6, generator=torch.Generator().manual_seed(1)).to(device)
+
+    def chip():
+        model = nvmsim.convert(ref, cfg, on_unconverted="error").to(device)
+        nvmsim.nn.program(model, torch.Generator().manual_seed(3))  # a CPU generator
+        _reseed(model)
+        return model
+
+    model = chip()
+    for layer in analog_layers(model):
+        assert layer.weight.device.type == device == layer.generator.device.type
+    with torch.no_grad():
+        y = model(x)
+        assert y.device.type == device and torch.isfinite(y).all()
+        assert torch.equal(chip()(x), y)
+        nvmsim.nn.drift_to(model, 3600.0)
+        assert torch.isfinite(model(x)).all()
+    assert estimate(model, "reram", input_shape=(3, 6)).total_pj > 0
+    path = save_chip(model, tmp_path / "chip.safetensors")
+    twin = load_chip(nvmsim.convert(ref, cfg).to(device), path)
+    with torch.no_grad():
+        _reseed(model)
+        _reseed(twin)
+        assert torch.equal(twin(x), model(x))
+
+
+@pytest.mark.parametrize("device", _DEVICES)
+def test_hardware_aware_training_runs_on_the_device(device):
+    from nvmsim.training import hwa
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)).to(device)
+    x = torch.rand(32, 12, device=device)
+    y = torch.randint(0, 3, (32,), device=device)
+    recipe = hwa.Recipe(epochs=1, batch_size=8, seed=0, input_range="learned")
+    cfg = validate(AnalogConfig, {"device": "pcm", "converter": {"dac_bits": 6}})
+    before = [p.detach().clone() for p in model.parameters()]
+    hwa.fit(model, cfg, (x, y), recipe)
+    after = list(model.parameters())
+    assert all(p.device.type == device and torch.isfinite(p).all() for p in after)
+    assert not all(torch.equal(a, b) for a, b in zip(after, before, strict=True))

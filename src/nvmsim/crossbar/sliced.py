@@ -142,6 +142,24 @@ class SlicedTile(nn.Module):
     def program(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> None:
         """Round ``weight`` (out, rows) to ``weight_slices * device.bits`` bits and program each
         slice's digits (slice 0 first: the least significant)."""
+        w = self._checked(weight)
+        q = self._scale(w)
+        if q is None:  # one slice of analog weights, inputs bit-serial
+            self.slices[0].program(w, generator)
+            return
+        b, k = self.config.device.bits, self.config.crossbar.weight_slices
+        offset = self.config.crossbar.mapping == "offset"
+        digit_max = (2**b - 1) / 2 if offset else 2**b - 1
+        for t, d in zip(self.slices, weight_digits(q, k, b, offset), strict=True):
+            t.program(d, generator, wmax=digit_max)
+
+    def restore(self, weight: torch.Tensor) -> None:
+        """Recompute the slicing's own scale from ``weight`` once the slices' programmed state
+        is loaded (a chip file): the same values :meth:`program` set, with no draw."""
+        self._scale(self._checked(weight))
+
+    @staticmethod
+    def _checked(weight: torch.Tensor) -> torch.Tensor:
         w = weight.detach()
         if not w.is_floating_point():
             w = w.to(torch.float32)
@@ -149,13 +167,17 @@ class SlicedTile(nn.Module):
             raise ValueError(f"weight must be 2-D (out, rows), got shape {tuple(w.shape)}")
         if not all_finite(w):
             raise NonFiniteError("weight contains NaN or inf; cannot program it")
+        return w
+
+    def _scale(self, w: torch.Tensor) -> torch.Tensor | None:
+        """Set ``wmax``, ``w_lsb``, ``offset_correction`` and the read weight from ``w``;
+        returns the integer weights ``q`` to slice (``None``: analog weights, one slice)."""
         cfg = self.config
         self.wmax = mapping.weight_range(w, cfg.crossbar.weight_clip_percentile)
-        if not self.integer_weights:  # one slice of analog weights, inputs bit-serial
-            self.slices[0].program(w, generator)
+        if not self.integer_weights:
             self.w_lsb = 1.0
             self.w_read = self.product.kernel_weight(w.contiguous())
-            return
+            return None
         b, k = cfg.device.bits, cfg.crossbar.weight_slices
         offset = cfg.crossbar.mapping == "offset"
         top = 2 ** (k * b - 1) - 1 if offset else 2 ** (k * b) - 1
@@ -171,10 +193,8 @@ class SlicedTile(nn.Module):
             ref = levels.quantize(ref, b, g_min)
             c = round(float(ref - g_min) / (1 - g_min) * (2**b - 1))
             self.offset_correction = c * (2 ** (k * b) - 1) / (2**b - 1) - 2 ** (k * b - 1)
-        digit_max = (2**b - 1) / 2 if offset else 2**b - 1
-        for t, d in zip(self.slices, weight_digits(q, k, b, offset), strict=True):
-            t.program(d, generator, wmax=digit_max)
         self.w_read = self.product.kernel_weight((q * self.w_lsb).contiguous())
+        return q
 
     def drift_to(self, t_seconds: float) -> None:
         for t in self.slices:

@@ -34,8 +34,8 @@ def table_std(
     ``g_points`` must increase strictly; beyond the ends the std is the end value (as
     ``numpy.interp``).
     """
-    xp = torch.tensor(list(g_points), dtype=torch.float64)
-    fp = torch.tensor(list(sigma_points), dtype=torch.float64)
+    xp = torch.tensor(list(g_points), dtype=torch.float64, device=g.device)
+    fp = torch.tensor(list(sigma_points), dtype=torch.float64, device=g.device)
     if xp.numel() < 2 or xp.numel() != fp.numel() or bool((xp[1:] <= xp[:-1]).any()):
         raise ValueError("need >= 2 strictly increasing g_points and as many sigma_points")
     if bool((fp < 0).any()):

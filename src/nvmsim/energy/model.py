@@ -145,11 +145,14 @@ def _resolve_model(model: nn.Module | str, **build_kwargs) -> tuple[nn.Module, s
     return model, type(model).__name__
 
 
-def _example(input_shape: Sequence[int]) -> torch.Tensor:
+def _example(input_shape: Sequence[int], model: nn.Module) -> torch.Tensor:
+    """One zero sample on the model's device and in its dtype."""
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s < 1 for s in shape):
         raise ValueError(f"input_shape must be positive sizes without the batch, got {shape}")
-    return torch.zeros(1, *shape)
+    p = next((t for t in model.parameters() if t.is_floating_point()), None)
+    kw = {} if p is None else {"device": p.device, "dtype": p.dtype}
+    return torch.zeros(1, *shape, **kw)
 
 
 def estimate(
@@ -169,7 +172,7 @@ def estimate(
     it), ``"unrolled"`` or ``"toeplitz"`` (see :mod:`nvmsim.energy.counters`).
     """
     module, name = _resolve_model(model, **build_kwargs)
-    counts = count_ops(module, _example(input_shape), conv_mapping, config)
+    counts = count_ops(module, _example(input_shape, module), conv_mapping, config)
     return report_from_counts(counts, device, name, gpu_pj_per_mac)
 
 

@@ -151,6 +151,8 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             for s, v in scalars_of.items():
                 setattr(tile, s, v)
             tile._derive()
+        if isinstance(layer.tile, SlicedTile):
+            layer.tile.restore(layer._matrix())
         layer._programmed_version = layer._version()
         if saved[name].get("generator_device") == layer.generator.device.type:
             layer.generator.set_state(tensors[f"{_GEN}{name}"])

@@ -9,6 +9,7 @@ from nvmsim.config import AnalogConfig
 from nvmsim.crossbar.products import Product
 from nvmsim.crossbar.sliced import make_tile
 from nvmsim.crossbar.tile import NonFiniteError, all_finite
+from nvmsim.seeds import generator_on
 
 
 class WeightGradient(torch.autograd.Function):
@@ -118,6 +119,7 @@ class AnalogMixin:
         """Draw programming error, quantisation and faults once; returns ``self``."""
         if generator is None:
             generator = torch.Generator(device=self.weight.device).manual_seed(self.seed)
+        generator = generator_on(generator, self.weight.device)
         w = self._matrix()
         if not all_finite(w):
             raise NonFiniteError(f"{type(self).__name__}: weights contain NaN or inf")
