@@ -134,7 +134,8 @@ class _LearnedRange:
         w = layer.weight
         self.param = nn.Parameter(torch.ones((), dtype=w.dtype, device=w.device))
         layer.set_input_range(self.param)
-        self.injection, self.started, self.inside = injection, False, 0.0
+        self.injection, self.started = injection, False
+        self.inside = torch.zeros((), device=w.device)
         self.hooks = [layer.register_forward_pre_hook(self._observe)]
         self.param.register_hook(self._decay)
 
@@ -145,12 +146,11 @@ class _LearnedRange:
                 std = float(x.std()) if x.numel() > 1 else 0.0
                 self.param.fill_(self.injection.input_range_init * std if std > 0 else 1.0)
                 self.started = True
-            self.inside = float((x.abs() < self.param).float().mean())
+            self.inside = (x.abs() < self.param).float().mean()  # a tensor: no GPU sync
 
     def _decay(self, grad: torch.Tensor) -> torch.Tensor:
-        if self.inside > self.injection.input_min_share:
-            return grad + self.injection.input_range_decay * self.param.detach()
-        return grad
+        on = (self.inside > self.injection.input_min_share).to(grad.dtype)
+        return grad + on * (self.injection.input_range_decay * self.param.detach())
 
 
 class _Chip:
