@@ -110,6 +110,23 @@ def test_error_messages_say_what_is_wrong(tmp_path):
         idx.read_images(tmp_path / "d.gz")
 
 
+def test_a_gzip_bomb_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    """A small file that inflates past the limit stops at the limit (no unbounded memory);
+    several gzip members are read as gzip reads them."""
+    monkeypatch.setattr(idx, "MAX_IDX_BYTES", 1 << 20)
+    header = idx.IMAGES_MAGIC.to_bytes(4, "big") + (8192).to_bytes(4, "big") + b"\0\0\0\x10" * 2
+    bomb = tmp_path / "bomb.gz"
+    bomb.write_bytes(gzip.compress(header + bytes(8192 * 256), compresslevel=9))
+    assert bomb.stat().st_size < 4096
+    with pytest.raises(DatasetError, match=r"bomb\.gz: decompresses to more than 1,048,576"):
+        idx.read_bytes(bomb, limit=idx.MAX_IDX_BYTES)
+    x = fake_mnist(4)[0]
+    data = idx_bytes(x)
+    two = tmp_path / "two.gz"
+    two.write_bytes(gzip.compress(data[:100]) + gzip.compress(data[100:]))
+    np.testing.assert_array_equal(idx.read_images(two), x)
+
+
 def test_labels_out_of_range(tmp_path, parsed_dir):
     write_mnist(tmp_path)
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.array([1] * 11 + [10], np.uint8))

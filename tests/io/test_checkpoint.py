@@ -220,6 +220,22 @@ def test_non_finite_tensor_refused_naming_it(tmp_path, key, bad):
     _refused(path, rf"c\.st: tensor\(s\) \['{key}'\] contain NaN or inf", build=_net())
 
 
+@pytest.mark.parametrize(
+    ("dtype", "value", "match"),
+    [
+        (torch.float64, 1e300, r"\['0\.weight'\] contain NaN or inf values \(in the model's"),
+        (torch.float8_e4m3fn, 0.5, r"'0\.weight' has dtype torch\.float8_e4m3fn, which nvmsim"),
+    ],
+)
+def test_values_the_model_cannot_hold_are_refused(tmp_path, dtype, value, match):
+    """A float64 value past float32's range would load as inf; float8 cannot be checked."""
+    tensors = {k: v.contiguous() for k, v in _net().state_dict().items()}
+    tensors["0.weight"] = torch.full((4, 3), value, dtype=torch.float64).to(dtype)
+    path = tmp_path / "c.st"
+    _forge(path, tensors, {"arch": {"name": "x"}})
+    _refused(path, rf"c\.st: tensor.*{match}", build=_net())
+
+
 def test_huge_model_in_metadata_is_refused_before_it_is_built(tmp_path):
     path = tmp_path / "huge.st"
     sizes = [784, 200_000, 200_000, 10]  # 160 GB of float32

@@ -242,7 +242,9 @@ def test_nan_in_weights_is_refused_before_anything_changes(saved, tmp_path):
     save_file(tensors, str(bad), metadata=meta)
     target = nvmsim.convert(_torch_net(seed=5), CFG)
     before = _snapshot(target)
-    with pytest.raises(ChipError, match=r"the weights contain NaN or inf"):
+    with pytest.raises(
+        ChipError, match=r"the weights: tensor\(s\) \['4\.weight'\] contain NaN or inf"
+    ):
         load_chip(target, bad)
     _same(before, _snapshot(target))
 
@@ -257,7 +259,7 @@ def test_bad_tile_state_leaves_the_model_unchanged(saved, tmp_path):
     save_file(tensors, str(bad), metadata=meta)
     target = nvmsim.convert(_torch_net(seed=5), CFG)
     before = _snapshot(target)
-    with pytest.raises(ChipError, match=r"layer '4' 'g0' contains NaN or inf"):
+    with pytest.raises(ChipError, match=r"layer '4' tensor\(s\) \['g0'\] contain NaN or inf"):
         load_chip(target, bad)
     _same(before, _snapshot(target))
 
@@ -290,7 +292,7 @@ def test_metadata_names_every_layer_and_its_config(saved):
     [
         ("[1, 2]", r"chip metadata 'layers' is malformed"),
         ("{", r"chip metadata 'layers' is malformed"),
-        ("scalars", r"layer '0' scalars must be finite"),
+        ("scalars", r"layer '0' scalars: wmax must be finite"),
     ],
 )
 def test_malformed_layer_metadata_is_refused(saved, tmp_path, layers, match):
@@ -307,3 +309,66 @@ def test_malformed_layer_metadata_is_refused(saved, tmp_path, layers, match):
     with pytest.raises(ChipError, match=match):
         load_chip(target, bad)
     _same(before, _snapshot(target))
+
+
+def _edit(saved, tmp_path, tensors=None, scalars=None, meta_layers=None):
+    """The saved chip with ``tensors`` edited (``None`` values delete) and layer 4's
+    scalars updated, written to a new file."""
+    _, path = saved
+    data, meta = _read(path)
+    for k, v in (tensors or {}).items():
+        if v is None:
+            del data[k]
+        else:
+            data[k] = v(data.get(k)) if callable(v) else v
+    entries = json.loads(meta["layers"])
+    entries["4"]["scalars"].update(scalars or {})
+    entries["4"].update(meta_layers or {})
+    meta = {**meta, "layers": json.dumps(entries)}
+    bad = tmp_path / "edited.safetensors"
+    save_file(data, str(bad), metadata=meta)
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"tensors": {"generator/4": None}}, r"layer '4' lacks its read-noise generator state"),
+        ({"tensors": {"generator/4": lambda t: torch.zeros_like(t)}}, r"generator state is"),
+        ({"tensors": {"generator/4": lambda t: t[:-1].clone()}}, r"generator state is malform"),
+        ({"tensors": {"generator/4": lambda t: t.float()}}, r"generator state is malformed"),
+        ({"meta_layers": {"generator_device": [1]}}, r"generator_device must be a device"),
+        ({"scalars": {"time": -1.0}}, r"scalars: time must be >= 0, got -1"),
+        ({"scalars": {"wmax": 0.0}}, r"scalars: wmax must be > 0"),
+        ({"scalars": {"wmax": 10**400}}, r"scalars: wmax is too large"),
+        ({"scalars": {"wmax": True}}, r"scalars: wmax must be a number"),
+        ({"tensors": {"tile/4/g0": lambda t: t > 0.5}}, r"'g0' has dtype torch\.bool, expected"),
+        ({"tensors": {"tile/4/dead": lambda t: t.float()}}, r"'dead' has dtype torch\.float32"),
+        ({"tensors": {"tile/4/g0": lambda t: t.double() * 1e300}}, r"\['g0'\] contain NaN or"),
+        ({"tensors": {"tile/4/g0": lambda t: t.to(torch.complex64)}}, r"'g0' has dtype torch\.c"),
+        ({"tensors": {"tile/4/adc_range": lambda t: -t}}, r"'adc_range' must be > 0"),
+        ({"tensors": {"tile/4/adc_range": lambda t: t.reshape(-1)[:1]}}, r"'adc_range' has sha"),
+        ({"tensors": {"tile/4/dac_range": lambda t: t.reshape(1)}}, r"'dac_range' has shape"),
+        ({"tensors": {"tile/4/extra": torch.zeros(2)}}, r"unexpected tensor 'tile/4/extra'"),
+        ({"tensors": {"model/4.weight": lambda t: t.double() * 1e300}}, r"the weights: tens"),
+        ({"tensors": {"model/4.weight": lambda t: t.to(torch.int32)}}, r"has dtype torch\.int32"),
+        ({"tensors": {"tile/4/g0": lambda t: t * 1e30}}, r"the programmed state does not read"),
+    ],
+)
+def test_hostile_chip_files_are_refused_and_change_nothing(saved, tmp_path, edit, match):
+    bad = _edit(saved, tmp_path, **edit)
+    target = nvmsim.convert(_torch_net(seed=5), CFG)
+    before = _snapshot(target)
+    with pytest.raises(ChipError, match=match) as info:
+        load_chip(target, bad)
+    assert "\n" not in str(info.value) and str(bad) in str(info.value)
+    _same(before, _snapshot(target))
+
+
+def test_deeply_nested_metadata_is_refused(saved, tmp_path):
+    _, path = saved
+    data, meta = _read(path)
+    bad = tmp_path / "deep.safetensors"
+    save_file(data, str(bad), metadata={**meta, "layers": "[" * 100_000 + "]" * 100_000})
+    with pytest.raises(ChipError, match=r"'layers' is malformed: nested too deeply"):
+        load_chip(nvmsim.convert(_torch_net(seed=5), CFG), bad)

@@ -22,24 +22,50 @@ LABELS_MAGIC = 0x00000801
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """Whole content of ``path``, decompressed when it starts with the gzip magic bytes."""
+#: The most a gzipped IDX file may decompress to (MNIST's largest file is 47 MB): a small
+#: file cannot make the reader allocate without bound (a gzip bomb)
+MAX_IDX_BYTES = 1 << 30
+
+
+def read_bytes(path: str | Path, limit: int = MAX_IDX_BYTES) -> bytes:
+    """Whole content of ``path``, decompressed when it starts with the gzip magic bytes;
+    more than ``limit`` bytes, before or after decompression, is refused."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if path.stat().st_size <= limit else b""
     except OSError as e:
         raise DatasetError(f"{path}: cannot read file ({e})") from e
+    if not data and path.stat().st_size > limit:
+        raise DatasetError(f"{path}: larger than {limit:,} bytes; not an IDX file of a dataset")
     if not data:
         raise DatasetError(f"{path}: file is empty (0 bytes)")
     if data[:2] != _GZIP_MAGIC:
         return data
     try:
-        out = gzip.decompress(data)
+        out = _gunzip(data, limit)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DatasetError(f"{path}: corrupt or truncated gzip file ({e})") from e
+    if out is None:
+        raise DatasetError(
+            f"{path}: decompresses to more than {limit:,} bytes; not an IDX file of a dataset"
+        )
     if not out:
         raise DatasetError(f"{path}: gzip file decompresses to 0 bytes")
     return out
+
+
+def _gunzip(data: bytes, limit: int) -> bytes | None:
+    """``gzip.decompress(data)`` (every member) or ``None`` past ``limit`` bytes."""
+    out = bytearray()
+    while data:
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        out += d.decompress(data, limit + 1 - len(out))
+        if len(out) > limit or d.unconsumed_tail:
+            return None
+        if not d.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        data = d.unused_data.lstrip(b"\0")  # gzip pads members with zeros at the end
+    return bytes(out)
 
 
 def parse_idx(data: bytes, source: str | Path, magic: int) -> np.ndarray:

@@ -126,7 +126,7 @@ def save_checkpoint(
         tensors = _state_tensors(model)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    bad = _non_finite(tensors)
+    bad = value_problem(tensors, tensors)
     if bad:  # a file nobody could load again: refuse to write it
         raise CheckpointError(f"{path}: not saved: {bad} (did training diverge?)")
     metadata = {
@@ -269,30 +269,37 @@ def _kind(dtype: torch.dtype) -> str:
     return "float" if dtype.is_floating_point else "integer"
 
 
-def _non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
-    """Names of the tensors holding NaN or inf (the first five), or None."""
-    bad = [
-        k
-        for k, t in tensors.items()
-        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())
-    ]
+#: Float dtypes a file may hold (torch cannot test the float8 kinds for NaN)
+_FLOATS = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+
+
+def value_problem(tensors: Mapping[str, torch.Tensor], expected: Mapping) -> str | None:
+    """What is wrong with ``tensors`` as values for the like-named tensors of ``expected``
+    (a ``state_dict``), or ``None``: another kind of dtype (float, integer, bool, complex),
+    a float dtype torch cannot check, or NaN / inf once in the model's dtype (a float64
+    ``1e300`` is inf in float32)."""
+    bad = []
+    for k, t in tensors.items():
+        want = expected.get(k)
+        if not isinstance(want, torch.Tensor):
+            continue
+        if _kind(t.dtype) != _kind(want.dtype):
+            return f"tensor {k!r} has dtype {t.dtype}, the model's is {want.dtype}"
+        if t.is_floating_point() and t.dtype not in _FLOATS:
+            return f"tensor {k!r} has dtype {t.dtype}, which nvmsim does not read"
+        if t.is_floating_point() and not bool(torch.isfinite(t.to(want.dtype)).all()):
+            bad.append(k)
     if not bad:
         return None
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-    return f"tensor(s) {bad[:5]}{more} contain NaN or inf values"
+    return f"tensor(s) {bad[:5]}{more} contain NaN or inf values (in the model's dtype)"
 
 
 def _check_values(path: Path, tensors: Mapping[str, torch.Tensor], expected: Mapping) -> None:
     """Refuse tensors with NaN/inf values or of another kind of dtype than the model's."""
-    bad = _non_finite(tensors)
-    if bad:
-        raise CheckpointError(f"{path}: {bad}")
-    for k, t in tensors.items():
-        want = expected[k]
-        if isinstance(want, torch.Tensor) and _kind(t.dtype) != _kind(want.dtype):
-            raise CheckpointError(
-                f"{path}: tensor {k!r} has dtype {t.dtype}, the model's is {want.dtype}"
-            )
+    problem = value_problem(tensors, expected)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
 
 
 def load_checkpoint(

@@ -22,7 +22,7 @@ from torch import nn
 from nvmsim.crossbar.sliced import SlicedTile
 from nvmsim.crossbar.tile import SCALARS, STATE, AnalogTile
 from nvmsim.files import atomic_write
-from nvmsim.io.checkpoint import read_safetensors
+from nvmsim.io.checkpoint import one_line, read_safetensors, value_problem
 from nvmsim.nn.base import AnalogMixin
 
 FORMAT = "nvmsim-chip"
@@ -100,8 +100,9 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             isinstance(v, dict) and {"config", "scalars"} <= set(v) for v in saved.values()
         ):
             raise ValueError("expected an object of layers with 'config' and 'scalars'")
-    except (KeyError, ValueError) as e:
-        raise ChipError(f"{path}: chip metadata 'layers' is malformed: {e}") from e
+    except (KeyError, ValueError, RecursionError) as e:
+        msg = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise ChipError(f"{path}: chip metadata 'layers' is malformed: {msg}") from None
     layers = _layers(model)
     if set(saved) != set(layers):
         raise ChipError(
@@ -115,10 +116,15 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             f"{path}: weights do not fit the model (first mismatch: "
             f"{(bad or sorted(set(state) ^ set(expected)))[0]!r})"
         )
-    for v in state.values():
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise ChipError(f"{path}: the weights contain NaN or inf")
+    problem = value_problem(state, expected)
+    if problem:
+        raise ChipError(f"{path}: the weights: {problem}")
     # Validate every layer's state before changing anything: a failed load leaves the model.
+    known = {_key(name, part, b) for name, layer in layers.items() for part, _ in _parts(layer)
+             for b in STATE} | {f"{_GEN}{name}" for name in layers}  # fmt: skip
+    extra = sorted(k for k in tensors if not k.startswith(_MODEL) and k not in known)
+    if extra:
+        raise ChipError(f"{path}: unexpected tensor {extra[0]!r}")
     loaded = {}
     for name, layer in layers.items():
         if saved[name]["config"] != layer.config.model_dump(mode="json"):
@@ -129,23 +135,39 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         if not isinstance(per, dict) or set(per) != {p for p, _ in parts}:
             raise ChipError(f"{path}: layer {name!r} scalars do not match its tiles")
         for values in per.values():
-            if (
-                not isinstance(values, dict)
-                or set(values) != set(SCALARS)
-                or not all(
-                    v is None or (isinstance(v, int | float) and math.isfinite(v))
-                    for v in values.values()
-                )
-            ):
-                raise ChipError(f"{path}: layer {name!r} scalars must be finite {list(SCALARS)}")
+            problem = _scalar_problem(values)
+            if problem:
+                raise ChipError(f"{path}: layer {name!r} scalars: {problem}")
         loaded[name] = {
             part: (_tile_state(path, name, part, tile, layer, tensors), per[part])
             for part, tile in parts
         }
+        loaded[name][None] = _generator_state(path, name, layer, saved[name], tensors)
+    backup = {
+        name: (_tile_snapshot(layer), layer.generator.get_state(), layer._programmed_version)
+        for name, layer in layers.items()
+    }
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    try:
+        _apply(model, layers, state, loaded)
+    except (ValueError, RuntimeError, TypeError) as e:  # the state does not read: undo
+        _apply(model, layers, weights, backup, restore=True)
+        raise ChipError(f"{path}: the programmed state does not read: {one_line(e)}") from None
+    return model
+
+
+def _apply(model: nn.Module, layers: dict, state: dict, per_layer: dict, restore=False) -> None:
+    """Put weights, tile state, scalars and generator state into ``model``."""
     model.load_state_dict(state)
     for name, layer in layers.items():
+        if restore:
+            snapshot, gen, version = per_layer[name]
+            parts = snapshot
+        else:
+            parts = {p: v for p, v in per_layer[name].items() if p is not None}
+            gen = per_layer[name][None]
         for part, tile in _parts(layer):
-            state_of, scalars_of = loaded[name][part]
+            state_of, scalars_of = parts[part]
             for b, t in state_of.items():
                 setattr(tile, b, t)
             for s, v in scalars_of.items():
@@ -153,12 +175,86 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             tile._derive()
         if isinstance(layer.tile, SlicedTile):
             layer.tile.restore(layer._matrix())
+        if restore:
+            layer._programmed_version = version
+            layer.generator.set_state(gen)
+            continue
         layer._programmed_version = layer._version()
-        if saved[name].get("generator_device") == layer.generator.device.type:
-            layer.generator.set_state(tensors[f"{_GEN}{name}"])
+        if gen is not None:
+            layer.generator.set_state(gen)
         else:  # another device's stream cannot continue here: restart from the seed
             layer.reseed(layer.seed + 1)
-    return model
+
+
+def _tile_snapshot(layer: AnalogMixin) -> dict:
+    return {
+        part: ({b: getattr(t, b) for b in STATE}, {s: getattr(t, s) for s in SCALARS})
+        for part, t in _parts(layer)
+    }
+
+
+#: The scalars' own limits: a drift time is >= 0; a weight range and a scale are > 0
+_SCALAR_MIN = {"time": (0.0, True), "wmax": (0.0, False), "scale": (0.0, False)}
+
+
+def _scalar_problem(values: object) -> str | None:
+    if not isinstance(values, dict) or set(values) != set(SCALARS):
+        return f"expected the keys {list(SCALARS)}"
+    for key, v in values.items():
+        if v is None and key != "time":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return f"{key} must be a number, got {v!r:.40}"
+        try:
+            f = float(v)
+        except OverflowError:
+            return f"{key} is too large"
+        if not math.isfinite(f):
+            return f"{key} must be finite, got {f}"
+        if key in _SCALAR_MIN:
+            low, inclusive = _SCALAR_MIN[key]
+            if f < low or (f == low and not inclusive):
+                return f"{key} must be {'>=' if inclusive else '>'} {low:g}, got {f:g}"
+    return None
+
+
+def _generator_state(
+    path: Path, name: str, layer: AnalogMixin, meta: dict, tensors: dict
+) -> torch.Tensor | None:
+    """The saved read-noise generator state when it can continue on this layer's device
+    (``None``: restart from the seed), checked by loading it into a scratch generator."""
+    key = f"{_GEN}{name}"
+    if key not in tensors:
+        raise ChipError(f"{path}: layer {name!r} lacks its read-noise generator state")
+    device = meta.get("generator_device")
+    if not isinstance(device, str):
+        raise ChipError(f"{path}: layer {name!r} generator_device must be a device name")
+    if device != layer.generator.device.type:
+        return None
+    state = tensors[key]
+    scratch = torch.Generator(device=layer.generator.device)
+    if state.dtype != torch.uint8 or state.shape != scratch.get_state().shape:
+        raise ChipError(f"{path}: layer {name!r} read-noise generator state is malformed")
+    try:
+        scratch.set_state(state)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise ChipError(
+            f"{path}: layer {name!r} read-noise generator state is invalid: {one_line(e)}"
+        ) from None
+    return state
+
+
+def _calibrated_shape(tile: AnalogTile, b: str) -> tuple[int, ...] | None:
+    """The shape a calibrated converter range takes on ``tile`` (``None``: the tile's own)."""
+    conv = tile.config.converter
+    if b == "dac_range":
+        return ()
+    if b == "adc_range":
+        if conv.adc_range != "auto":
+            return ()
+        cols = (tile.cols,) if conv.adc_range_per == "column" else ()
+        return (tile.groups, tile.row_blocks, *cols)
+    return None
 
 
 def _tile_state(
@@ -184,13 +280,27 @@ def _tile_state(
             new[b] = None
             continue
         t = tensors[key]
-        if not calibrated and (mine is None or t.shape != mine.shape):
-            want = "none" if mine is None else f"shape {tuple(mine.shape)}"
+        want = _calibrated_shape(tile, b) if calibrated else None
+        if want is None:
+            if mine is None:
+                raise ChipError(f"{path}: layer {name!r} has a {b!r} its config does not make")
+            want = tuple(mine.shape)
+        if tuple(t.shape) != want:
             raise ChipError(
                 f"{path}: layer {name!r} {b!r} has shape {tuple(t.shape)}, the model's {want}"
             )
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise ChipError(f"{path}: layer {name!r} {b!r} contains NaN or inf")
-        dtype = t.dtype if t.dtype == torch.bool else layer.weight.dtype
-        new[b] = t.to(device=dvc, dtype=dtype)
+        boolean = b in ("dead", "dead_ref")
+        if boolean != (t.dtype == torch.bool) or t.is_complex():
+            kind = "bool" if boolean else "a real float"
+            raise ChipError(f"{path}: layer {name!r} {b!r} has dtype {t.dtype}, expected {kind}")
+        if boolean:
+            new[b] = t.to(device=dvc)
+            continue
+        problem = value_problem({b: t}, {b: layer.weight})
+        if problem:
+            raise ChipError(f"{path}: layer {name!r} {problem}")
+        v = t.to(device=dvc, dtype=layer.weight.dtype)
+        if b in ("dac_range", "adc_range") and not bool((v > 0).all()):
+            raise ChipError(f"{path}: layer {name!r} {b!r} must be > 0")
+        new[b] = v
     return new
