@@ -6,6 +6,9 @@ optional pooled table), the setup that produced the runs, and their provenance.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from nvmsim.files import atomic_write
@@ -18,6 +21,7 @@ from nvmsim.report.provenance import provenance_table
 from nvmsim.report.rows import Row
 from nvmsim.report.setup import config_tables, data_table, models_table
 from nvmsim.report.tables import baseline_table, ci95, metrics_of, pooled, runs_table
+from nvmsim.studies.store import metric_problem
 
 __all__ = ["build_figure", "ci95", "markdown_table", "pooled", "write_report"]
 
@@ -63,6 +67,26 @@ def _setup(rows: list[Row]) -> Section:
     return Section("setup", "Setup", blocks)
 
 
+def check_rows(rows: list[Row], store_path: str | Path | None = None) -> list[str]:
+    """The metrics the report shows, after checking that the runs can be reported: every
+    metric the report reads a finite number in range, with ``repeats`` beside it (runs of a
+    scenario that stores none of them get a report without result sections). Raises
+    ValueError naming the store (``store_path``) and the run."""
+    where = f"{store_path}: " if store_path is not None else ""
+    metrics = metrics_of(rows)
+    needed = [*metrics, *(f"{m}_std" for m in metrics), "repeats"]
+    for r in rows:
+        run = f"{where}run {r.get('run_id', '?')}"
+        m = r["metrics"]
+        for key in needed + [k for k in ("software_accuracy", "test_images") if k in m]:
+            if key not in m:
+                raise ValueError(f"{run}: no {key!r} metric (the report needs it)")
+            problem = metric_problem(key, m[key])
+            if problem:
+                raise ValueError(f"{run}: {problem}")
+    return metrics
+
+
 def write_report(
     rows: list[Row],
     out_dir: str | Path,
@@ -79,10 +103,52 @@ def write_report(
     (:func:`~.figures.build_figure`); ``pool`` adds tables pooled over those axes
     (:func:`~.tables.pooled`). Returns the written paths by kind."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    metrics = check_rows(rows, store_path)  # before anything is written
+    created = _missing_ancestor(out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+        try:
+            paths = _render(rows, work, title, description, metrics, x, panels, log_x, pool,
+                            store_path)  # fmt: skip
+            out.mkdir(exist_ok=True)
+            for p in sorted(work.iterdir()):
+                os.replace(p, out / p.name)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        if created is not None:  # folders made for this report: a failure leaves none
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    return {kind: out / p.name for kind, p in paths.items()}
+
+
+def _missing_ancestor(folder: Path) -> Path | None:
+    """The outermost folder of ``folder`` (itself included) that does not exist yet."""
+    missing = None
+    for f in [folder, *folder.parents]:
+        if f.exists():
+            break
+        missing = f
+    return missing
+
+
+def _render(
+    rows: list[Row],
+    out: Path,
+    title: str,
+    description: str,
+    metrics: list[str],
+    x: str | None,
+    panels: list[str] | None,
+    log_x: bool,
+    pool: list[str] | None,
+    store_path: str | Path | None,
+) -> dict[str, Path]:
+    """Write the report's files into the (new, empty) folder ``out``."""
     heading = description or title
     opts = {"x": x, "panels": panels, "log_x": log_x, "pool": pool or []}
-    metric_sections = [_metric(rows, m, out, heading, opts) for m in metrics_of(rows)]
+    metric_sections = [_metric(rows, m, out, heading, opts) for m in metrics]
     sections = [_baseline(rows), *metric_sections, _setup(rows)]
     sections.append(Section("provenance", "Provenance", [
         TableBlock("Versions, seeds, dates and wall time", provenance_table(rows, store_path),

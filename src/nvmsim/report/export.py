@@ -11,6 +11,7 @@ from typing import Any
 from nvmsim.files import atomic_open, atomic_write
 from nvmsim.report.labels import as_percent
 from nvmsim.report.rows import Row
+from nvmsim.studies.store import metric_problem
 
 FORMATS = (".csv", ".parquet")
 
@@ -34,6 +35,11 @@ def export(rows: list[Row], path: str | Path) -> Path:
     path = Path(path)
     if path.suffix not in FORMATS:
         raise ValueError(f"{path}: export format must be .csv or .parquet")
+    for r in rows:  # before anything is written
+        for key, value in r["metrics"].items():
+            problem = metric_problem(key, value)
+            if problem:
+                raise ValueError(f"{path}: run {r.get('run_id', '?')}: {problem}")
     flat = flat_rows(rows)
     cols = list(dict.fromkeys(k for rec in flat for k in rec))
     if path.suffix == ".csv":

@@ -12,7 +12,7 @@ from pathlib import Path
 from nvmsim.figures import pyplot
 from nvmsim.files import atomic_write
 from nvmsim.report.labels import group_label, label, text
-from nvmsim.report.rows import Row, axis_names, configs_of, fmt, group
+from nvmsim.report.rows import Row, axis_names, configs_of, distinct, fmt, group
 from nvmsim.report.tables import ci95, has_baseline, scale
 
 LINESTYLES = ("-", "-.", ":")
@@ -23,7 +23,7 @@ PNG_DPI = 300
 def numeric_axis(rows: list[Row], names: list[str]) -> str | None:
     """The first swept axis whose values are all numbers."""
     for n in names:
-        values = {r["axes"].get(n) for r in rows}
+        values = distinct(r["axes"].get(n) for r in rows)
         if len(values) > 1 and all(isinstance(v, int | float) for v in values):
             return n
     return None
@@ -60,7 +60,7 @@ def build_figure(
 
     plt = pyplot()
     names = axis_names(rows)
-    xaxis = x if x in names else numeric_axis(rows, names)
+    xaxis = x if x in names and _plottable(rows, x) else numeric_axis(rows, names)
     if xaxis is None:
         return None
     configs = configs_of(rows)
@@ -113,6 +113,15 @@ def build_figure(
     fig.suptitle("\n".join(textwrap.wrap(heading, 90)), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _plottable(rows: list[Row], x: str) -> bool:
+    """Whether every run has a value of axis ``x`` that can be an x coordinate: all numbers,
+    or all text (then one category each)."""
+    values = [r["axes"].get(x) for r in rows]
+    return all(isinstance(v, int | float) for v in values) or all(
+        isinstance(v, str) for v in values
+    )
 
 
 def save_figure(fig, base: Path) -> dict[str, Path]:

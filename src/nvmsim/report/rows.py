@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,12 +42,18 @@ def sorted_rows(rows: list[Row], names: list[str]) -> list[Row]:
     return sorted(rows, key=lambda r: order(r["axes"].get(n) for n in names))
 
 
+def _hashable(v: Any) -> Any:
+    """An axis value as a dict key: lists and tables (a swept ``kwargs.sizes``) as JSON."""
+    return json.dumps(v, sort_keys=True) if isinstance(v, list | dict) else v
+
+
 def group(rows: list[Row], names: list[str]) -> list[tuple[tuple, list[Row]]]:
     """Runs grouped by their values of the axes ``names``, groups in axis order."""
-    groups: dict[tuple, list[Row]] = defaultdict(list)
+    groups: dict[tuple, tuple[tuple, list[Row]]] = {}
     for r in rows:
-        groups[tuple(r["axes"].get(n) for n in names)].append(r)
-    return sorted(groups.items(), key=lambda kv: order(kv[0]))
+        key = tuple(r["axes"].get(n) for n in names)
+        groups.setdefault(tuple(map(_hashable, key)), (key, []))[1].append(r)
+    return sorted(groups.values(), key=lambda kv: order(kv[0]))
 
 
 def key_label(names: list[str], key: tuple) -> str:
