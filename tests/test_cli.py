@@ -181,3 +181,59 @@ def test_user_text_is_printed_literally(write_study, tmp_path):
     bad = write_study(sweep="model = ['mlp', 'ghost']", name="g")
     res = runner.invoke(app, ["status", str(bad)])
     assert res.exit_code == 2 and "names no [models.ghost] table" in res.output
+
+
+def _one_error_line(res) -> str:
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert lines[0].startswith("error: ") and "Traceback" not in res.output
+    return lines[0]
+
+
+def test_hostile_study_files_fail_in_one_line(write_study, tmp_path):
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 2000 + "]" * 2000 + "\n")
+    cases = [
+        (deep, "deep.toml: tables or arrays nested too deeply"),
+        (write_study(sweep="device = [{ zzz = 1 }]", name="a"),
+         "analog: device: preset = {'zzz': 1}: should be the name of a device preset"),
+        (write_study(sweep='"kwargs.sizes" = [[64, -3, 10]]', name="b"),
+         "models.mlp: Trying to create tensor with negative dimension -3"),
+        (write_study(sweep="sigma_syn = [1e300]", name="c"),
+         "analog.device.read_noise.sigma gives a noise std of 1e+300"),
+        (write_study(sweep='sigma_syn = ["0.1"]', name="d"),
+         "device.read_noise.sigma = '0.1': should be a number, not a string"),
+        (write_study(repeats="true", name="e"), "repeats = True: should be an integer"),
+    ]  # fmt: skip
+    for study, needle in cases:
+        store = tmp_path / f"{study.stem}.sqlite"
+        for cmd in ("status", "run"):
+            line = _one_error_line(runner.invoke(app, [cmd, str(study), "--store", str(store)]))
+            assert needle in line, (cmd, study, line)
+        assert not store.exists()
+
+
+def test_devices_errors_with_several_fields_are_one_line(tmp_path):
+    bad = tmp_path / "two.toml"
+    bad.write_text('citation = "x"\nbits = 99\nrange_std = -1\n')
+    line = _one_error_line(runner.invoke(app, ["devices", "--file", str(bad)]))
+    assert "two.toml: bits = 99: should be less than or equal to 16; " in line
+    assert "two.toml: range_std = -1: should be greater than or equal to 0" in line
+
+
+def test_devices_refuses_a_jumptable_declaring_a_huge_array(tmp_path):
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for key in ("g", "dg"):
+            buf = io.BytesIO()
+            npy.write_array_header_1_0(
+                buf, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+            )
+            zf.writestr(f"{key}.npy", buf.getvalue() + b"\0" * 64)
+    line = _one_error_line(runner.invoke(app, ["devices", "--jumptable", str(path)]))
+    assert "huge.npz: array 'g' declares shape (1000000000000,)" in line

@@ -41,3 +41,13 @@ def test_explicit_keys_override_a_core():
     assert cfg.converter.input_bits_per_read == 1 and cfg.crossbar.weight_slices == 4
     with pytest.raises(ValueError, match="unknown core preset 'tpu'; known: aihwkit_inference"):
         validate(AnalogConfig, {"preset": "tpu"})
+
+
+@pytest.mark.parametrize("name", [["isaac"], {"a": 1}, 3, None])
+def test_a_core_preset_that_is_not_a_name_is_one_config_error(name):
+    from nvmsim.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"preset = .*: should be the name of a core preset "
+                       r"\(a string\); known: aihwkit_inference, isaac, prime") as err:  # fmt: skip
+        validate(AnalogConfig, {"preset": name})
+    assert "\n" not in str(err.value)

@@ -275,7 +275,7 @@ def devices(
         try:
             devs.append(load_preset_file(path))
         except ConfigError as err:
-            _fail(str(err))
+            _fail(_one_line(err))
     tables = []
     if jumptable:
         from nvmsim.devices.jumptable import JumpTableError, load_jumptable
@@ -284,7 +284,7 @@ def devices(
             try:
                 tables.append((path, load_jumptable(path)))
             except JumpTableError as err:
-                _fail(str(err))
+                _fail(_one_line(err))
     rows = [summary(d) for d in devs]
     listing = Table(title="device presets (conductances normalised to Gmax = 1)")
     listing.add_column("preset")
@@ -344,7 +344,7 @@ def summary_cmd(
             {"device": device, "crossbar": {"tile_rows": tile_rows, "tile_cols": tile_cols}},
         )
     except (ValueError, ConfigError) as err:
-        _fail(str(err))
+        _fail(_one_line(err))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         analog = convert(model, cfg)
@@ -444,7 +444,7 @@ def energy(
     try:
         energy_cli(model, device=device, conv_mapping=conv_mapping, t=t, console=console)
     except ValueError as err:
-        _fail(str(err))
+        _fail(_one_line(err))
 
 
 StudyPath = Annotated[Path, typer.Argument(help="Study file (TOML).")]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -28,6 +29,28 @@ ProgKind = Literal["additive", "proportional", "weight"]
 ClipMode = Literal["zero", "range", "none"]
 
 
+def _refuse_text(what: str):
+    """A check that refuses a string or a boolean where a number belongs: pydantic's lax
+    mode would read ``"0.1"`` as 0.1 and ``true`` as 1, hiding a wrong value in a file."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"should be {what}, not a boolean")
+        if isinstance(value, str | bytes):
+            raise ValueError(f"should be {what}, not a string")
+        return value
+
+    return check
+
+
+#: A float field that takes numbers only (any int or float, never a string or a boolean).
+Number = Annotated[float, BeforeValidator(_refuse_text("a number"))]
+#: :data:`Number`, and finite.
+FiniteNumber = Annotated[Number, Field(allow_inf_nan=False)]
+#: An int field that takes integers only (never a string or a boolean).
+Integer = Annotated[int, BeforeValidator(_refuse_text("an integer"))]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -40,7 +63,7 @@ class NoiseConfig(_Strict):
     """
 
     kind: ProgKind = "proportional"
-    sigma: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    sigma: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
 
 
 class ReadNoiseConfig(NoiseConfig):
@@ -67,9 +90,9 @@ class _ConductanceDependent(_Strict):
     kinds ``sigma`` is not used.
     """
 
-    g_points: tuple[float, ...] = ()
-    sigma_points: tuple[float, ...] = ()
-    coeffs: tuple[float, ...] = ()
+    g_points: tuple[Number, ...] = ()
+    sigma_points: tuple[Number, ...] = ()
+    coeffs: tuple[Number, ...] = ()
 
     @model_validator(mode="after")
     def _shape_of_table(self):
@@ -128,9 +151,9 @@ class FlickerNoiseConfig(_Strict):
     between successive reads is not modelled).
     """
 
-    k: float = Field(0.0, ge=0.0, **_FINITE)
-    f_min: float = Field(1.0, gt=0.0, **_FINITE)
-    f_max: float = Field(1e6, gt=0.0, **_FINITE)
+    k: Number = Field(0.0, ge=0.0, **_FINITE)
+    f_min: Number = Field(1.0, gt=0.0, **_FINITE)
+    f_max: Number = Field(1e6, gt=0.0, **_FINITE)
 
     @property
     def active(self) -> bool:
@@ -150,8 +173,8 @@ class TelegraphNoiseConfig(_Strict):
     ``p * (1 - p) * dG**2``."""
 
     kind: NoiseKind = "proportional"
-    delta: float = Field(0.0, ge=-1.0, le=1.0)
-    p: float = Field(0.5, ge=0.0, le=1.0)
+    delta: Number = Field(0.0, ge=-1.0, le=1.0)
+    p: Number = Field(0.5, ge=0.0, le=1.0)
 
     @property
     def active(self) -> bool:
@@ -165,8 +188,8 @@ class RetentionConfig(_Strict):
     device's range) or a normalised conductance in ``[0, 1]``.
     """
 
-    tau: float = Field(math.inf, gt=0.0)
-    target: Literal["gmin", "mid"] | float = "gmin"
+    tau: Number = Field(math.inf, gt=0.0)
+    target: Literal["gmin", "mid"] | Number = "gmin"
 
     @field_validator("target", mode="before")
     @classmethod
@@ -198,28 +221,28 @@ class DeviceConfig(_Strict):
 
     name: str = "custom"
     citation: str = ""
-    on_off_ratio: float = Field(float("inf"), gt=1.0)
-    g_max_siemens: float = Field(1e-4, gt=0.0, allow_inf_nan=False)
-    bits: int | None = Field(None, ge=1, le=16)
+    on_off_ratio: Number = Field(float("inf"), gt=1.0)
+    g_max_siemens: Number = Field(1e-4, gt=0.0, allow_inf_nan=False)
+    bits: Integer | None = Field(None, ge=1, le=16)
     level_spacing: Literal["uniform", "geometric"] = "uniform"
-    levels: tuple[float, ...] | None = None
-    range_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    levels: tuple[Number, ...] | None = None
+    range_std: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
     programming_error: ProgrammingErrorConfig = ProgrammingErrorConfig()
     read_noise: DeviceReadNoiseConfig = DeviceReadNoiseConfig()
     flicker_noise: FlickerNoiseConfig = FlickerNoiseConfig()
     telegraph_noise: TelegraphNoiseConfig = TelegraphNoiseConfig()
-    drift_nu: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    drift_nu_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    drift_t0: float = Field(1.0, gt=0.0, allow_inf_nan=False)
+    drift_nu: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
+    drift_nu_std: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
+    drift_t0: Number = Field(1.0, gt=0.0, allow_inf_nan=False)
     retention: RetentionConfig = RetentionConfig()
     #: True or "global": one gain per tile (Joshi et al. 2020); "column": one per physical
     #: column; "array": one per array (row block x column block), each from an all-ones
     #: calibration read right after programming and again at read time
     drift_compensation: bool | Literal["global", "column", "array"] = False
-    stuck_at_gmin: float = Field(0.0, ge=0.0, le=1.0)
-    stuck_at_gmax: float = Field(0.0, ge=0.0, le=1.0)
-    dead_rows: float = Field(0.0, ge=0.0, le=1.0)
-    dead_cols: float = Field(0.0, ge=0.0, le=1.0)
+    stuck_at_gmin: Number = Field(0.0, ge=0.0, le=1.0)
+    stuck_at_gmax: Number = Field(0.0, ge=0.0, le=1.0)
+    dead_rows: Number = Field(0.0, ge=0.0, le=1.0)
+    dead_cols: Number = Field(0.0, ge=0.0, le=1.0)
     dead_state: Literal["open", "gmin"] = "open"
     clip: ClipMode = "zero"
 
@@ -250,7 +273,12 @@ class DeviceConfig(_Strict):
         if "preset_file" in data:
             if "preset" in data:
                 raise ValueError("give either preset or preset_file, not both")
-            data = _merge(preset_file_values(data.pop("preset_file")), data)
+            path = data.pop("preset_file")
+            if not isinstance(path, str | Path):
+                raise ValueError(
+                    f"preset_file = {_shown(path)}: should be the path of a preset file (a string)"
+                )
+            data = _merge(preset_file_values(path), data)
         if "preset" in data:
             data = _merge(preset_values(data.pop("preset")), data)
         return data
@@ -297,24 +325,24 @@ class CrossbarConfig(_Strict):
     """
 
     mapping: Literal["differential", "offset"] = "differential"
-    tile_rows: int = Field(256, ge=1)
-    tile_cols: int = Field(256, ge=1)
-    weight_clip_percentile: float | None = Field(None, gt=0.0, le=100.0)
+    tile_rows: Integer = Field(256, ge=1)
+    tile_cols: Integer = Field(256, ge=1)
+    weight_clip_percentile: Number | None = Field(None, gt=0.0, le=100.0)
     bias: Literal["digital", "analog"] = "digital"
     conv_rows: Literal["channel", "packed"] = "channel"
     #: bit slicing: each weight is a ``weight_slices * device.bits``-bit integer split over
     #: ``weight_slices`` arrays of ``device.bits``-bit cells, each array read and digitised on
     #: its own and the slices shifted and added digitally (Xiao et al. 2022; ISAAC)
-    weight_slices: int = Field(1, ge=1, le=16)
+    weight_slices: Integer = Field(1, ge=1, le=16)
     #: recurrent layers: ``"split"`` puts ``W_ih`` and ``W_hh`` on arrays of their own (the
     #: input matrix read for all steps at once, as aihwkit's analog LSTM); ``"joint"`` stacks
     #: ``[W_ih | W_hh]`` as the rows of one array set per layer and direction, read once per
     #: step with ``[x_t; h_{t-1}]`` (paper 000's Mosaics core): one noise draw and one ADC
     #: conversion per gate column and step instead of two
     recurrent: Literal["split", "joint"] = "split"
-    r_row: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    r_col: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    r_access: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    r_row: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
+    r_col: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
+    r_access: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
     both_ends: bool = False
 
     @property
@@ -334,14 +362,14 @@ class AdcModelConfig(_Strict):
     """
 
     kind: Literal["uniform", "sar", "ramp"] = "uniform"
-    gain_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    offset_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    noise: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    capacitor_std: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    columns_per_adc: int = Field(1, ge=1)
-    inl: tuple[float, ...] = ()
-    inl_poly: tuple[float, ...] = ()
-    dnl: tuple[float, ...] = ()
+    gain_std: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
+    offset_std: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
+    noise: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
+    capacitor_std: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
+    columns_per_adc: Integer = Field(1, ge=1)
+    inl: tuple[Number, ...] = ()
+    inl_poly: tuple[Number, ...] = ()
+    dnl: tuple[Number, ...] = ()
 
     @model_validator(mode="after")
     def _finite_tables(self) -> AdcModelConfig:
@@ -361,18 +389,18 @@ class ConverterConfig(_Strict):
     ``"auto"`` calibrates the range from the first batch read and then keeps it.
     """
 
-    dac_bits: int | None = Field(None, ge=1, le=16)
-    dac_range: float | Literal["auto"] = "auto"
-    adc_bits: int | None = Field(None, ge=1, le=16)
-    adc_range: float | Literal["auto"] = "auto"
+    dac_bits: Integer | None = Field(None, ge=1, le=16)
+    dac_range: Number | Literal["auto"] = "auto"
+    adc_bits: Integer | None = Field(None, ge=1, le=16)
+    adc_range: Number | Literal["auto"] = "auto"
     #: ``"auto"`` ranges: the max of |x| (None) or this percentile over the calibration batch
-    adc_range_percentile: float | None = Field(None, gt=0.0, le=100.0)
+    adc_range_percentile: Number | None = Field(None, gt=0.0, le=100.0)
     #: one ADC range per array (all its columns) or per physical column
     adc_range_per: Literal["array", "column"] = "array"
     adc_model: AdcModelConfig = AdcModelConfig()
     #: Gaussian noise on every array column's partial sum at every read, before the ADC
     #: (std in partial-sum units; aihwkit's ``out_noise``)
-    output_noise: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    output_noise: Number = Field(0.0, ge=0.0, allow_inf_nan=False)
     #: noise management (aihwkit's): ``"abs_max"`` divides each input vector (each sample of
     #: a convolution) by its max |x| before the DAC, whose range is then 1, and multiplies the
     #: digitised output back; ADC range and output noise are in those normalised units
@@ -380,10 +408,10 @@ class ConverterConfig(_Strict):
     #: bound management (aihwkit's ``ITERATIVE``): a vector whose read saturates an ADC is
     #: read again with its inputs halved, up to ``max_bound_factor`` times smaller
     bound_management: Literal["none", "iterative"] = "none"
-    max_bound_factor: float = Field(16.0, ge=1.0, allow_inf_nan=False)
+    max_bound_factor: Number = Field(16.0, ge=1.0, allow_inf_nan=False)
     #: bit-serial inputs: the DAC code is applied this many bits per read, each read through
     #: the ADC and the reads shifted and added digitally (None: all bits in one read)
-    input_bits_per_read: int | None = Field(None, ge=1, le=16)
+    input_bits_per_read: Integer | None = Field(None, ge=1, le=16)
     #: inputs as two's-complement codes of a symmetric DAC, or unsigned codes over
     #: ``[0, dac_range]`` (negative inputs clamp to 0: for inputs after a ReLU)
     input_encoding: Literal["twos_complement", "unsigned"] = "twos_complement"
@@ -421,8 +449,8 @@ class AnalogConfig(_Strict):
     crossbar: CrossbarConfig = CrossbarConfig()
     converter: ConverterConfig = ConverterConfig()
     read_noise_mode: Literal["moment", "sample"] = "moment"
-    moment_rtol: float = Field(1e-4, ge=0.0)
-    seed: int = Field(0, ge=0)
+    moment_rtol: Number = Field(1e-4, ge=0.0)
+    seed: Integer = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _sampling_without_parasitics(self) -> AnalogConfig:
@@ -555,18 +583,30 @@ def validate(model: type[M], data: Any, source: str = "config") -> M:
         raise ConfigError(format_validation_error(err, source)) from None
 
 
-def _anchor_paths(node: Any, base: Path) -> Any:
+#: Deepest nesting of tables and arrays a TOML file may have (real files use a few levels;
+#: deeper ones would only exhaust the recursion of every reader after the parser).
+MAX_TOML_DEPTH = 64
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _anchor_paths(node: Any, base: Path, depth: int = 0) -> Any:
     """Relative ``preset_file`` values, anywhere in a parsed file, made relative to ``base``
-    (the file's folder) so that a config means the same from any working directory."""
+    (the file's folder) so that a config means the same from any working directory.
+    Raises :class:`_TooDeep` past :data:`MAX_TOML_DEPTH` levels."""
+    if depth > MAX_TOML_DEPTH:
+        raise _TooDeep
     if isinstance(node, dict):
         return {
             k: str(base / v)
             if k == "preset_file" and isinstance(v, str) and not Path(v).is_absolute()
-            else _anchor_paths(v, base)
+            else _anchor_paths(v, base, depth + 1)
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_anchor_paths(v, base) for v in node]
+        return [_anchor_paths(v, base, depth + 1) for v in node]
     return node
 
 
@@ -581,6 +621,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: malformed TOML: {err}") from None
+    except (RecursionError, _TooDeep):
+        raise ConfigError(
+            f"{path}: tables or arrays nested too deeply (more than {MAX_TOML_DEPTH} levels)"
+        ) from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as err:
         raise ConfigError(f"{path}: cannot read: {err}") from None
 

@@ -246,3 +246,109 @@ def test_constructor_validation():
         JumpTable(e, torch.tensor([[0.1, 0.2]]), torch.tensor([[-0.1, 1.0]]))
     with pytest.raises(ValueError, match="uniform deviates"):
         random_table(0).sample(torch.zeros(3))
+
+
+def _npz_with_headers(path, arrays):
+    """An NPZ whose members have the given ``.npy`` headers followed by ``data`` bytes
+    (which need not match the header: a hostile file)."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key, (descr, shape, data) in arrays.items():
+            buf = io.BytesIO()
+            npy.write_array_header_1_0(
+                buf, {"descr": descr, "fortran_order": False, "shape": shape}
+            )
+            zf.writestr(f"{key}.npy", buf.getvalue() + data)
+    return path
+
+
+def test_npz_declaring_a_huge_array_is_refused_before_allocating(tmp_path):
+    p = _npz_with_headers(tmp_path / "huge.npz", {
+        "g": ("<f8", (10**12,), b"\0" * 80), "dg": ("<f8", (10,), b"\0" * 80),
+    })  # fmt: skip
+    with pytest.raises(
+        JumpTableError,
+        match=r"huge\.npz: array 'g' declares shape \(1000000000000,\) "
+        r"\(1,000,000,000,000 elements\), more than the limit of 33,554,432",
+    ):
+        jt.load_jumptable(p)
+
+
+def test_npz_member_too_large_uncompressed_is_refused(tmp_path, monkeypatch):
+    p = tmp_path / "bomb.npz"
+    np.savez_compressed(p, g=np.zeros(10_000), dg=np.zeros(10_000))  # 80 kB of zeros each
+    monkeypatch.setattr(jt, "MAX_NPZ_MEMBER_BYTES", 50_000)
+    with pytest.raises(JumpTableError, match=r"bomb\.npz: array 'g' is 80,128 bytes "
+                       r"uncompressed, more than the limit of 50,000"):  # fmt: skip
+        jt.load_jumptable(p)
+
+
+def test_npz_element_limit_applies_to_every_array(tmp_path, monkeypatch):
+    p = tmp_path / "t.npz"
+    np.savez(p, g=np.linspace(0, 1, 50), dg=np.full(50, 0.01))
+    assert jt.load_jumptable(p, bins=5).bins == 5
+    monkeypatch.setattr(jt, "MAX_NPZ_ELEMENTS", 49)
+    with pytest.raises(JumpTableError, match=r"array 'g' declares shape \(50,\) \(50 elements\)"):
+        jt.load_jumptable(p, bins=5)
+
+
+@pytest.mark.parametrize(
+    ("g", "dtype_text"),
+    [
+        (np.array([0.1, 0.5, 0.9], dtype=complex), "complex128"),
+        (np.array([True, False, True]), "bool"),
+        (np.array(["a", "b", "c"]), "<U1"),
+    ],
+)
+def test_npz_with_non_real_arrays_names_the_array(tmp_path, g, dtype_text):
+    p = tmp_path / "odd.npz"
+    np.savez(p, g=g, dg=np.full(3, 0.01))
+    with pytest.raises(JumpTableError, match=rf"odd\.npz: array 'g' holds {dtype_text} values; "
+                       "a jump-table needs real numbers"):  # fmt: skip
+        jt.load_jumptable(p)
+
+
+def test_npz_object_array_is_refused_without_unpickling(tmp_path):
+    p = _npz_with_headers(tmp_path / "pickle.npz", {
+        "g": ("<f8", (2,), np.array([0.1, 0.9]).tobytes()), "dg": ("|O", (2,), b"\x80\x04."),
+    })  # fmt: skip
+    with pytest.raises(JumpTableError, match=r"array 'dg' holds object values"):
+        jt.load_jumptable(p)
+
+
+def test_npz_with_fewer_bytes_than_declared_is_refused(tmp_path):
+    p = _npz_with_headers(tmp_path / "short.npz", {
+        "g": ("<f8", (100,), b"\0" * 16), "dg": ("<f8", (2,), b"\0" * 16),
+    })  # fmt: skip
+    with pytest.raises(JumpTableError, match=r"array 'g' declares 800 bytes of data but holds 16"):
+        jt.load_jumptable(p)
+
+
+def test_npz_of_other_byte_orders_layouts_and_integer_types_loads(tmp_path):
+    g = np.linspace(0.0, 1.0, 200)
+    dg = 0.01 * (1 - g)
+    ref = jt.load_jumptable(_save(tmp_path / "ref.npz", g=g, dg=dg), bins=8)
+    big = jt.load_jumptable(_save(tmp_path / "big.npz", g=g.astype(">f8"), dg=dg.astype(">f4")),
+                            bins=8)  # fmt: skip
+    assert torch.allclose(big.mean_step(), ref.mean_step(), rtol=1e-6)
+    t = jt.from_samples(torch.linspace(0, 1, 400), 0.01 * torch.linspace(0, 1, 400) ** 2,
+                        bins=4, points=8)  # fmt: skip
+    assert t.dg.shape == (4, 8)  # not symmetric in C and Fortran order
+    table = {"g_edges": t.g_edges.numpy(), "dg": np.asfortranarray(t.dg.numpy()),
+             "cdf": np.asfortranarray(t.cdf.numpy())}  # fmt: skip
+    back = jt.load_jumptable(_save(tmp_path / "fortran.npz", **table))
+    assert torch.equal(back.dg, t.dg) and torch.equal(back.cdf, t.cdf)
+    counts = jt.load_jumptable(
+        _save(tmp_path / "ints.npz", g=np.arange(200, dtype=np.int32), dg=np.ones(200, np.uint8)),
+        bins=4,
+    )
+    assert torch.allclose(counts.mean_step(), torch.ones(4, dtype=torch.float64))
+
+
+def _save(path, **arrays):
+    np.savez(path, **arrays)
+    return path

@@ -182,3 +182,25 @@ def test_cli_lists_presets_citations_and_user_files(tmp_path):
     bad = write(tmp_path, USER.replace("bits = 4", "bitz = 4"), "bad.toml")
     res = runner.invoke(app, ["devices", "--file", str(bad)])
     assert res.exit_code == 2 and "bitz" in res.output
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('citation = "x"\npreset = { a = 1 }\n',
+         r"preset = \{'a': 1\}: should be the name of a device preset"),
+        ('citation = "x"\npreset = ["pcm"]\n', r"preset = \['pcm'\]: should be the name"),
+        ('citation = "x"\nlevels = ["a", "b"]\n',
+         r"levels\.0 = 'a': should be a number, not a string; .*levels\.1 = 'b': should be"),
+        ('citation = "x"\nlevels = ' + "[" * 1000 + "]" * 1000 + "\n", "nested too deeply"),
+    ],
+)  # fmt: skip
+def test_cli_bad_preset_files_are_one_line(tmp_path, text, match):
+    import re
+
+    path = write(tmp_path, text, "bad.toml")
+    res = CliRunner().invoke(app, ["devices", "--file", str(path)])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert lines[0].startswith(f"error: {path}: ") and re.search(match, lines[0]), res.output
+    assert "device presets" not in res.output

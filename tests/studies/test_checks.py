@@ -131,3 +131,68 @@ def test_an_overflowing_device_fails_its_run_and_stores_nothing_non_finite(write
     with Store(store) as s:
         (row,) = s.rows("s")
     assert row["axes"] == {"sigma_syn": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("sweep", "match"),
+    [
+        ('"kwargs.sizes" = [[64, -3, 10]]',
+         r"models\.mlp: Trying to create tensor with negative dimension -3"),
+        ('"kwargs.sizes" = [[64, 9223372036854775807, 10]]',
+         r"models\.mlp: Storage size calculation overflowed"),
+        ('"kwargs.sizes" = [[64, 4611686018427387904, 10]]', r"models\.mlp: .*overflow"),
+        ('"kwargs.sizes" = [[64, 2147483648, 10]]', r"models\.mlp: 600\.0 GiB of weights need"),
+    ],
+)  # fmt: skip
+def test_model_kwargs_torch_refuses_are_one_line_at_plan_time(write_study, tmp_path, sweep, match):
+    study = write_study(sweep=sweep)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=match) as info:
+        plan(study)  # built on the meta device: nothing of that size is allocated
+    assert time.perf_counter() - t0 < 30
+    assert str(info.value).startswith(f"{study}: ") and "\n" not in str(info.value)
+    store = tmp_path / "never" / "s.sqlite"
+    res = runner.invoke(app, ["run", str(study), "--store", str(store)])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert "Traceback" not in res.output and not store.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "sweep", "match"),
+    [
+        ("", "sigma_syn = [0.0, 1e300]",
+         r"sweep point \{'sigma_syn': 1e\+300\}: analog\.device\.read_noise\.sigma gives a noise "
+         r"std of 1e\+300, above 3\.4e\+38 \(float32's largest number\)"),
+        ("", "sigma_prog = [1e39]", r"analog\.device\.programming_error\.sigma gives a noise std"),
+        ("", "sigma_te = [1e300]", r"scenario\.sigma_te gives a noise std of 1e\+300"),
+        ("", '"analog.device.read_noise" = [{ kind = "table", g_points = [0, 1], '
+         "sigma_points = [0, 1e300] }]", r"analog\.device\.read_noise\.sigma_points gives"),
+        ("", '"analog.device.programming_error" = [{ kind = "polynomial", coeffs = [1e300] }]',
+         r"analog\.device\.programming_error\.coeffs gives a noise std of 1e\+300"),
+        ("", '"analog.device.flicker_noise.k" = [1e300]', r"flicker_noise\.k gives a noise std"),
+        ("", '"analog.converter.output_noise" = [1e300]', r"converter\.output_noise gives"),
+    ],
+)  # fmt: skip
+def test_a_noise_beyond_float32_is_refused_at_plan_time(write_study, tmp_path, extra, sweep,
+                                                        match):  # fmt: skip
+    study = write_study(extra=extra, sweep=sweep)
+    with pytest.raises(ConfigError, match=match) as info:
+        plan(study, check_data=False)
+    assert str(info.value).startswith(f"{study}: ") and "\n" not in str(info.value)
+    store = tmp_path / "never" / "s.sqlite"
+    res = runner.invoke(app, ["run", str(study), "--store", str(store)])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert not store.parent.exists()
+
+
+def test_a_hwa_training_device_beyond_float32_is_refused(write_study):
+    study = _rewrite(write_study(sweep="sigma_syn = [0.0]"), "train = { epochs = 3, ",
+                     'train = { mode = "hwa", analog = { device = { read_noise = '
+                     "{ sigma = 1e300 } } }, epochs = 3, ")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"train\.analog\.device\.read_noise\.sigma gives"):
+        plan(study, check_data=False)
+
+
+def test_large_but_representable_noise_still_plans(write_study):
+    p = plan(write_study(sweep="sigma_syn = [0.0, 1e20, 3e38]"), check_data=False)
+    assert [r.axes["sigma_syn"] for r in p.runs] == [0.0, 1e20, 3e38]

@@ -147,3 +147,65 @@ def test_a_study_moved_elsewhere_keeps_its_ids_and_seeds(tmp_path):
     assert a[1].spec.hashed()["source"]["keras"].startswith("sha256:")
     other = study_in(tmp_path / "c", payload_seed=1)  # another file: other ids and seeds
     assert {r.run_id for r in other}.isdisjoint(r.run_id for r in a)
+
+
+def _study_with(write_study, old, new, sweep="sigma_syn = [0.0]"):
+    path = write_study(sweep=sweep)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        ("lr = 3e-3", "lr = inf", r"models\.mlp\.train\.lr = inf: should be a finite number"),
+        ("lr = 3e-3", "lr = nan", r"models\.mlp\.train\.lr = nan: should be "),
+        ("lr = 3e-3", 'lr = "3e-3"', r"models\.mlp\.train\.lr = '3e-3': should be a number, "
+         "not a string"),
+        ("epochs = 3", "epochs = true", r"models\.mlp\.train\.epochs = True: should be an "
+         "integer, not a boolean"),
+        ("repeats = 3", "repeats = true", r"repeats = True: should be an integer, not a boolean"),
+        ("repeats = 3", 'repeats = "3"', r"repeats = '3': should be an integer, not a string"),
+        ('dataset = "digits"', 'dataset = "digits"\ncrop = ["8", 8]',
+         r"data\.crop\.0 = '8': should be an integer, not a string"),
+        ('dataset = "digits"', 'dataset = "digits"\n[scenario]\nretrain_lr = inf',
+         r"scenario\.retrain_lr = inf: should be a finite number"),
+        ('dataset = "digits"', 'dataset = "digits"\n[scenario]\nclip_inputs = 1',
+         r"scenario\.clip_inputs = 1: should be a valid boolean"),
+        ('dataset = "digits"', 'dataset = "digits"\n[scenario]\nsigma_te = "0.1"',
+         r"scenario\.sigma_te = '0\.1': should be a number, not a string"),
+        ("repeats = 3", "repeats = 3\n[quick]\nrepeats = false",
+         r"quick\.repeats = False: should be an integer, not a boolean"),
+    ],
+)  # fmt: skip
+def test_study_numbers_are_numbers_and_finite(write_study, old, new, match):
+    study = _study_with(write_study, old, new)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_study(study)
+    assert str(info.value).startswith(f"{study}: ") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("sweep", "match"),
+    [
+        ('sigma_syn = ["0.1"]', r"sweep point \{'sigma_syn': '0\.1'\}: analog: "
+         r"device\.read_noise\.sigma = '0\.1': should be a number, not a string"),
+        ("bits = [true]", r"analog: device\.bits = True: should be an integer, not a boolean"),
+        ('sigma_te = ["0.1"]', r"scenario: sigma_te = '0\.1': should be a number"),
+        ('"train.lr" = [inf]', r"train: lr = inf: should be a finite number"),
+    ],
+)  # fmt: skip
+def test_axis_values_are_checked_as_strictly_as_the_file(write_study, sweep, match):
+    spec, _ = load_study(write_study(sweep=sweep))
+    with pytest.raises(ConfigError, match=match) as info:
+        expand(spec, source="s.toml")
+    assert str(info.value).startswith("s.toml: sweep point ") and "\n" not in str(info.value)
+
+
+def test_integers_still_count_as_floats_in_a_study(write_study):
+    study = _study_with(write_study, "lr = 3e-3", "lr = 1", sweep="sigma_syn = [0, 1]")
+    runs = expand(load_study(study)[0])
+    assert runs[0].spec.train.lr == 1.0
+    assert [r.spec.analog.device.read_noise.sigma for r in runs] == [0.0, 1.0]

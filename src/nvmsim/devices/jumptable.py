@@ -550,47 +550,100 @@ def load_jumptable(
     raise JumpTableError(f"{src}: unknown jump-table format {suffix!r} (expected .npz or .csv)")
 
 
+#: The most elements one array of an NPZ jump-table may declare (a measured table or 33
+#: million measured pulses): a small file cannot make the loader allocate without bound.
+MAX_NPZ_ELEMENTS = 1 << 25
+#: The most bytes one member of an NPZ jump-table may hold uncompressed (a zip bomb).
+MAX_NPZ_MEMBER_BYTES = 1 << 30
+
+
+def _read_npz_member(zf, info, src: str):
+    """One ``.npy`` member of an NPZ file, its header checked before any data are read:
+    a numeric dtype, at most :data:`MAX_NPZ_ELEMENTS` elements and
+    :data:`MAX_NPZ_MEMBER_BYTES` bytes uncompressed; never a pickle."""
+    import numpy as np
+    from numpy.lib import format as npy
+
+    key = info.filename.removesuffix(".npy")
+    if info.file_size > MAX_NPZ_MEMBER_BYTES:
+        raise JumpTableError(
+            f"{src}: array {key!r} is {info.file_size:,} bytes uncompressed, more than the "
+            f"limit of {MAX_NPZ_MEMBER_BYTES:,}"
+        )
+    with zf.open(info) as fh:
+        version = npy.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"array {key!r}: unsupported .npy format version {version}")
+        count = math.prod(shape)
+        if count > MAX_NPZ_ELEMENTS:
+            raise JumpTableError(
+                f"{src}: array {key!r} declares shape {shape} ({count:,} elements), more than "
+                f"the limit of {MAX_NPZ_ELEMENTS:,}"
+            )
+        if dtype.kind not in "fiu":
+            raise JumpTableError(
+                f"{src}: array {key!r} holds {dtype} values; a jump-table needs real numbers"
+            )
+        need = count * dtype.itemsize
+        data = fh.read(need)
+    if len(data) != need:
+        raise JumpTableError(
+            f"{src}: array {key!r} declares {need:,} bytes of data but holds {len(data):,}"
+        )
+    flat = np.frombuffer(data, dtype=dtype)
+    return flat.reshape(shape, order="F" if fortran else "C").astype(np.float64)
+
+
 def _load_npz(path: Path, bins: int, points: int, name: str) -> JumpTable:
     import zipfile
-
-    import numpy as np
+    import zlib
 
     src = str(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        with zipfile.ZipFile(path) as zf:
+            members = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}
+            wanted = (
+                ("g_edges", "dg", "cdf")
+                if {"g_edges", "dg", "cdf"} <= members.keys()
+                else ("g", "dg")
+                if {"g", "dg"} <= members.keys()
+                else ()
+            )
+            arrays = {k: _read_npz_member(zf, members[k], src) for k in wanted}
+    except JumpTableError:
+        raise
+    except MemoryError:
+        raise JumpTableError(f"{src}: not enough memory to read its arrays") from None
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as err:
         raise JumpTableError(f"{src}: not a readable NPZ file: {err}") from None
+    if not arrays:
+        raise JumpTableError(
+            f"{src}: expected arrays g_edges, dg, cdf (a table) or g, dg (measured pulses); "
+            f"found {sorted(members)}"
+        )
+    t = {k: torch.from_numpy(v) for k, v in arrays.items()}  # float64, as read
     try:
-        if {"g_edges", "dg", "cdf"} <= set(arrays):
-            return JumpTable(
-                torch.from_numpy(np.asarray(arrays["g_edges"], dtype=np.float64)),
-                torch.from_numpy(np.asarray(arrays["dg"], dtype=np.float64)),
-                torch.from_numpy(np.asarray(arrays["cdf"], dtype=np.float64)),
-                name,
-                src,
-            )
-        if {"g", "dg"} <= set(arrays):
-            g = np.asarray(arrays["g"], dtype=np.float64)
-            dg = np.asarray(arrays["dg"], dtype=np.float64)
-            if g.ndim != 1 or dg.ndim != 1:
-                raise JumpTableError(f"{src}: g and dg must be 1-D arrays of measured pulses")
-            return from_samples(
-                torch.from_numpy(g),
-                torch.from_numpy(dg),
-                bins=bins,
-                points=points,
-                name=name,
-                source=src,
-            )
+        if "cdf" in t:
+            return JumpTable(t["g_edges"], t["dg"], t["cdf"], name, src)
+        if t["g"].ndim != 1 or t["dg"].ndim != 1:
+            raise JumpTableError(f"{src}: g and dg must be 1-D arrays of measured pulses")
+        return from_samples(t["g"], t["dg"], bins=bins, points=points, name=name, source=src)
     except (TypeError, ValueError) as err:
         if isinstance(err, JumpTableError):
             raise
         raise JumpTableError(f"{src}: {err}") from None
-    raise JumpTableError(
-        f"{src}: expected arrays g_edges, dg, cdf (a table) or g, dg (measured pulses); "
-        f"found {sorted(arrays)}"
-    )
 
 
 def _load_csv(path: Path, bins: int, points: int, name: str) -> JumpTable:

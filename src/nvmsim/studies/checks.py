@@ -8,12 +8,14 @@ fit its data fails here, naming the study file and the field.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from nvmsim.config import ConfigError
+from nvmsim.config import AnalogConfig, ConfigError
 from nvmsim.data.registry import DATASETS
 from nvmsim.models.catalog import FORWARD_ERRORS, meta_output_shape
 from nvmsim.studies.runner import build_model
@@ -40,8 +42,16 @@ def input_shape(data: DataSpec, where: str) -> tuple[int, ...]:
     return (c, h, w)
 
 
+#: Errors that building a model from a file's kwargs may raise: a bad kwarg (TypeError,
+#: ValueError), a negative or overflowing tensor size (RuntimeError, OverflowError) or, for a
+#: model loaded from a file, one too large for memory (MemoryError).
+BUILD_ERRORS = (TypeError, ValueError, RuntimeError, OverflowError, MemoryError)
+
+
 def check_models(runs: list[Run], where: str | Path) -> None:
-    """Build each distinct model of the runs on the meta device and run one batch through it."""
+    """Check each run's noise levels (:func:`check_noise`), then build each distinct model of
+    the runs on the meta device and run one batch through it."""
+    check_noise(runs, where)
     seen = set()
     for r in runs:
         run = r.spec
@@ -57,7 +67,7 @@ def check_models(runs: list[Run], where: str | Path) -> None:
                     model = build_model(run)
             else:
                 model = build_model(run)  # the file was read and checked by load_study
-        except (TypeError, ValueError) as err:
+        except BUILD_ERRORS as err:
             raise ConfigError(f"{where}: {field}: {_first_line(err)}") from None
         _check_size(model, f"{where}: {field}")
         dataset = run.data.dataset
@@ -74,6 +84,57 @@ def check_models(runs: list[Run], where: str | Path) -> None:
                 f"{where}: {field} gives outputs of shape {out[1:]} per input; "
                 f"{dataset} has {classes} classes"
             )
+
+
+#: The largest float32 number: runs compute in float32, so a noise std above it is infinite.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _noise_stds(cfg: AnalogConfig, part: str) -> Iterator[tuple[str, float]]:
+    """``(field, std)`` for every noise of an analog config whose std a file sets: the
+    largest std each can reach (conductances in units of Gmax, ADC errors in LSB)."""
+    dev = cfg.device
+    for name in ("programming_error", "read_noise"):
+        noise = getattr(dev, name)
+        if noise.kind == "table":
+            yield f"{part}.device.{name}.sigma_points", max(noise.sigma_points)
+        elif noise.kind == "polynomial":
+            yield f"{part}.device.{name}.coeffs", sum(abs(c) for c in noise.coeffs)
+        else:
+            yield f"{part}.device.{name}.sigma", noise.sigma
+    flicker = dev.flicker_noise
+    yield (
+        f"{part}.device.flicker_noise.k",
+        math.sqrt(flicker.k) * math.sqrt(math.log(flicker.f_max / flicker.f_min)),
+    )
+    yield f"{part}.device.range_std", dev.range_std
+    conv = cfg.converter
+    yield f"{part}.converter.output_noise", conv.output_noise
+    for name in ("gain_std", "offset_std", "noise", "capacitor_std"):
+        yield f"{part}.converter.adc_model.{name}", getattr(conv.adc_model, name)
+
+
+def check_noise(runs: list[Run], where: str | Path) -> None:
+    """Refuse a noise whose std cannot be represented in float32 (the runs' precision), so
+    that it fails here, naming the field, and not in every run; a smaller but still huge
+    std is left to the runs, which stop with a non-finite result error."""
+    for r in runs:
+        run = r.spec
+        parts = [("analog", run.analog), ("train.analog", run.train.analog)]
+        fields = [
+            ("scenario.sigma_te", run.scenario.sigma_te),
+            ("train.sigma_neu", run.train.sigma_neu),
+        ]
+        for part, cfg in parts:
+            if cfg is not None:
+                fields += _noise_stds(cfg, part)
+        for field, std in fields:
+            if std > FLOAT32_MAX:
+                raise ConfigError(
+                    f"{where}: sweep point {r.axes}: {field} gives a noise std of {std:.3g}, "
+                    f"above {FLOAT32_MAX:.3g} (float32's largest number): no run can simulate "
+                    "it"
+                )
 
 
 ANALOG_COPIES = 6  # conductances, references and read tensors an analog layer keeps per weight

@@ -12,9 +12,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from nvmsim.config import AnalogConfig, ConfigError, read_toml, validate
+from nvmsim.config import (
+    AnalogConfig,
+    ConfigError,
+    FiniteNumber,
+    Integer,
+    read_toml,
+    validate,
+)
 from nvmsim.training.hwa import Injection
 
 # Bounds on what a study file can ask for (each repeat keeps its metrics; a detector width is
@@ -30,18 +37,18 @@ class _Strict(BaseModel):
 class TrainSpec(_Strict):
     """Software training of a model that has no checkpoint (cached by config hash)."""
 
-    epochs: int = Field(10, ge=0)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    epochs: Integer = Field(10, ge=0)
+    batch_size: Integer = Field(128, ge=1)
+    lr: FiniteNumber = Field(1e-3, gt=0)
     # rmsprop has Keras's defaults (rho 0.9, epsilon 1e-7); momentum is for sgd and rmsprop.
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    sigma_neu: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    train_subset: int | None = Field(None, ge=1)
+    momentum: FiniteNumber = Field(0.0, ge=0.0, lt=1.0)
+    sigma_neu: FiniteNumber = Field(0.0, ge=0.0)
+    train_subset: Integer | None = Field(None, ge=1)
     # Initial weights: torch's defaults, or Keras's (glorot-uniform kernels, zero biases).
     init: Literal["torch", "keras"] = "torch"
     # Replicate of the training run: other initial weights and shuffling, the same recipe.
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: Integer = Field(0, ge=0, lt=2**63)
     # "hwa": train through the analog forward pass of the device in [train.analog]
     # (nvmsim.training.hwa), with the noise injection in [train.hwa].
     mode: Literal["standard", "hwa"] = "standard"
@@ -89,9 +96,9 @@ class ModelSpec(_Strict):
 
 class DataSpec(_Strict):
     dataset: str = "digits"
-    test_subset: int | None = Field(None, ge=1)
+    test_subset: Integer | None = Field(None, ge=1)
     preprocess: str = "unit"
-    crop: tuple[int, int] | None = None
+    crop: tuple[Integer, Integer] | None = None
     data_dir: str | None = None
 
     @field_validator("preprocess")
@@ -115,19 +122,19 @@ class ScenarioSpec(_Strict):
     model_config = ConfigDict(extra="allow", validate_default=True)
 
     test_noise: Literal["gaussian", "speckle", "salt_pepper"] = "gaussian"
-    sigma_te: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    clip_inputs: bool = False
-    drift_time: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    reprogram_each_repeat: bool = True
+    sigma_te: FiniteNumber = Field(0.0, ge=0.0)
+    clip_inputs: StrictBool = False
+    drift_time: FiniteNumber = Field(0.0, ge=0.0)
+    reprogram_each_repeat: StrictBool = True
     # Paper 003: program only the feature extractor, keep the detector digital, retrain it.
-    retrain_detector: bool = False
-    split_at: int | str | None = None
-    detector_hidden: int | None = Field(None, ge=1, le=MAX_WIDTH)
-    retrain_epochs: int = Field(5, ge=0)
-    retrain_lr: float = Field(1e-3, gt=0)
-    retrain_batch: int = Field(128, ge=1)
-    retrain_subset: int | None = Field(None, ge=1)
-    repeat_chunk: int = Field(20, ge=1, le=MAX_REPEATS)
+    retrain_detector: StrictBool = False
+    split_at: Integer | str | None = None
+    detector_hidden: Integer | None = Field(None, ge=1, le=MAX_WIDTH)
+    retrain_epochs: Integer = Field(5, ge=0)
+    retrain_lr: FiniteNumber = Field(1e-3, gt=0)
+    retrain_batch: Integer = Field(128, ge=1)
+    retrain_subset: Integer | None = Field(None, ge=1)
+    repeat_chunk: Integer = Field(20, ge=1, le=MAX_REPEATS)
     # Paper 004: train on chip instead (a table validated by nvmsim.training.onchip).
     onchip: dict[str, Any] | None = None
     # Paper 000 Table III: also report energy per inference on this technology (reram, ...).
@@ -212,10 +219,10 @@ class SweepSpec(_Strict):
 class QuickSpec(_Strict):
     """What ``--quick`` changes: subsets, epochs and repeats capped."""
 
-    train_subset: int = Field(2000, ge=1)
-    test_subset: int = Field(1000, ge=1)
-    epochs: int = Field(2, ge=0)
-    repeats: int = Field(3, ge=1, le=MAX_REPEATS)
+    train_subset: Integer = Field(2000, ge=1)
+    test_subset: Integer = Field(1000, ge=1)
+    epochs: Integer = Field(2, ge=0)
+    repeats: Integer = Field(3, ge=1, le=MAX_REPEATS)
 
 
 class ReportSpec(_Strict):
@@ -225,15 +232,15 @@ class ReportSpec(_Strict):
 
     x: str | None = None
     panels: list[str] = []
-    log_x: bool = False
+    log_x: StrictBool = False
     pool: list[str] = []
 
 
 class StudySpec(_Strict):
     name: str
     description: str = ""
-    seed: int = Field(0, ge=0, lt=2**63)  # stored as a 64-bit SQLite integer
-    repeats: int = Field(10, ge=1, le=MAX_REPEATS)
+    seed: Integer = Field(0, ge=0, lt=2**63)  # stored as a 64-bit SQLite integer
+    repeats: Integer = Field(10, ge=1, le=MAX_REPEATS)
     metrics: list[Literal["accuracy", "loss"]] = ["accuracy", "loss"]
     models: dict[str, ModelSpec]
     data: DataSpec = DataSpec()
