@@ -172,6 +172,7 @@ def test_study_command_file_errors_are_one_line(write_study, tmp_path):
         assert res.exit_code == 2 and len(lines) == 1 and match in lines[0], (argv, res.output)
     assert foreign.read_text() == "not sqlite"
     assert not (tmp_path / "x.json").exists() and not list(tmp_path.glob("x.json.tmp*"))
+    assert not list(tmp_path.glob("*-quick"))  # a refused export writes no report either
 
 
 def test_user_text_is_printed_literally(write_study, tmp_path):

@@ -531,6 +531,7 @@ def report(
     """Write markdown tables, figures and a static HTML page from stored results (the store
     alone: no dataset is needed)."""
     from nvmsim.report.build import write_report
+    from nvmsim.report.export import check_target
     from nvmsim.report.export import export as export_rows
     from nvmsim.studies.store import Store
 
@@ -540,6 +541,11 @@ def report(
         _fail(f"{folder}: --out must be a folder, and this is a file")
     if export is not None and not export.parent.is_dir():
         _fail(f"{export}: --export: folder {export.parent} does not exist")
+    if export is not None:
+        try:
+            check_target(export)  # before the report is written
+        except ValueError as e:
+            _fail(f"--export: {e}")
     if not p.store_path.exists():
         _fail(f"{p.store_path}: no results yet; run `nvmsim run {study}` first")
     with Store(p.store_path, readonly=True) as s:

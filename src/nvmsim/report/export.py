@@ -30,11 +30,23 @@ def flat_rows(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
-def export(rows: list[Row], path: str | Path) -> Path:
-    """Write runs as CSV (``.csv``) or Parquet (``.parquet``, needs pyarrow), atomically."""
+def check_target(path: str | Path) -> None:
+    """Refuse an export ``path`` that :func:`export` could not write (its format, or Parquet
+    without pyarrow), so a caller can check before writing anything else."""
     path = Path(path)
     if path.suffix not in FORMATS:
         raise ValueError(f"{path}: export format must be .csv or .parquet")
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise ValueError(f"{path}: Parquet export needs pyarrow: pip install pyarrow") from None
+
+
+def export(rows: list[Row], path: str | Path) -> Path:
+    """Write runs as CSV (``.csv``) or Parquet (``.parquet``, needs pyarrow), atomically."""
+    path = Path(path)
+    check_target(path)
     for r in rows:  # before anything is written
         for key, value in r["metrics"].items():
             problem = metric_problem(key, value)
@@ -48,11 +60,9 @@ def export(rows: list[Row], path: str | Path) -> Path:
             w.writeheader()
             w.writerows(flat)
         return path
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ValueError("Parquet export needs pyarrow: pip install pyarrow") from None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist([{c: rec.get(c) for c in cols} for rec in flat]), buf)
     return atomic_write(path, buf.getvalue())
