@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from nvmsim.models.limits import check_depth
 from nvmsim.nn.activations import paper_relu as _act
 from nvmsim.nn.mosaics import MosaicsRNN
 
@@ -12,6 +13,7 @@ __all__ = ["MosaicsRNN", "cnn000", "mlp", "mlp128", "mlp300"]
 
 def mlp(sizes: tuple[int, ...], sigma_neu: float = 0.0, bounded: bool = False) -> nn.Sequential:
     """Fully connected net ``sizes[0] -> ... -> sizes[-1]`` with ReLU between layers."""
+    check_depth(len(sizes) - 1, "len(sizes) - 1 (the number of layers)")
     layers: list[nn.Module] = [nn.Flatten()]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))

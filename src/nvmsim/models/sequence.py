@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from nvmsim.models.limits import check_depth
+
 
 class RowClassifier(nn.Module):
     """``cell`` (``"lstm"`` or ``"gru"``, ``hidden`` units, batch first) over the rows of an
@@ -63,6 +65,7 @@ class TokenTransformer(nn.Module):
         size: int = 28, channels: int = 1, classes: int = 10, dropout: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__()
+        check_depth(layers, "layers")
         if patch < 0 or (patch and size % patch):
             raise ValueError(f"patch must be 0 (rows) or divide the image size {size}, got {patch}")
         self.patch, self.size, self.channels = patch, size, channels
