@@ -1,6 +1,7 @@
 """The scenario registry and the typed run: one class and one registration add a scenario;
 each checks its options at plan time; the typed run is the JSON the ids are hashed from."""
 
+import re
 import textwrap
 from pathlib import Path
 from typing import ClassVar
@@ -61,6 +62,28 @@ def test_adding_a_scenario_is_one_class_and_one_registration(
     with Store(store) as s:
         assert {r["metrics"]["accuracy"] for r in s.rows("s")} == {0.25}
     assert not (tmp_path / "models").exists()  # trains_in_software = False: nothing trained
+
+
+@pytest.mark.parametrize(
+    ("metrics", "match"),
+    [
+        ({"accuracy": 0.5, "repeats": 1, "loss": "high"}, r"metric 'loss' holds 'high', not a"),
+        ({"accuracy": 1.5, "repeats": 1}, r"metric 'accuracy' = 1\.5 is not a fraction"),
+        ({"loss": 0.1, "repeats": 1}, r"the scenario returned no 'accuracy'"),
+    ],
+)
+def test_a_result_the_store_could_not_read_back_fails_its_run(
+    constant_scenario, write_study, tmp_path, monkeypatch, metrics, match
+):
+    """A scenario's result is checked as the store checks what it reads: a bad one is a
+    failed run, named, and nothing is stored."""
+    monkeypatch.setattr(constant_scenario, "evaluate", lambda self, run, ctx: dict(metrics))
+    study = write_study(extra="[scenario]\nconstant = { value = 0.25 }\n")
+    store = tmp_path / "s.sqlite"
+    res = CliRunner().invoke(app, ["run", str(study), "--store", str(store), "--quiet"])
+    assert res.exit_code == 2 and re.search(match, res.output), res.output
+    with Store(store) as s:
+        assert s.rows("s") == []
 
 
 @pytest.mark.parametrize(

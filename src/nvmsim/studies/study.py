@@ -11,7 +11,7 @@ from nvmsim.studies.executors import connect
 from nvmsim.studies.lease import Lease
 from nvmsim.studies.scenarios import scenario_for
 from nvmsim.studies.schema import StudySpec, load_study
-from nvmsim.studies.store import NoStoreYet, Store, non_finite
+from nvmsim.studies.store import NoStoreYet, Store, metric_problem, non_finite
 from nvmsim.studies.sweep import Run, expand
 
 
@@ -86,7 +86,7 @@ def run_plan(
                 tasks = _claimed_tasks(p, todo, store, lease, attempted, claimed)
                 for i, metrics, start, seconds in connection.execute(tasks, p.cache_dir):
                     r = claimed[i]
-                    problem = metrics.get("error") or non_finite(metrics)
+                    problem = metrics.get("error") or non_finite(metrics) or _unstorable(metrics)
                     if problem:
                         store.release(lease.owner, p.study_key, r.run_id)
                         counts["failed"] += 1
@@ -194,3 +194,11 @@ def status(p: Plan) -> dict[str, int]:
     with store:
         done = store.done_ids(p.study_key) & {r.run_id for r in p.runs}
     return {"total": len(p.runs), "done": len(done), "pending": len(p.runs) - len(done)}
+
+
+def _unstorable(metrics: dict) -> str | None:
+    """Why a scenario's result could not be read back from the store (a failed run), or
+    ``None``: every metric a finite number in its range, ``accuracy`` among them."""
+    if "accuracy" not in metrics:
+        return "the scenario returned no 'accuracy'"
+    return next((p for k, v in metrics.items() if (p := metric_problem(k, v))), None)
