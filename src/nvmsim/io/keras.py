@@ -65,7 +65,6 @@ Conventions of the returned torch model:
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
@@ -543,9 +542,9 @@ def load_keras(path: str | os.PathLike, drop_softmax: bool = False) -> KerasMode
 
 def _load(p: str, drop_softmax: bool) -> KerasModel:
     if zipfile.is_zipfile(p):
-        config, weights_bytes = _open_keras_zip(p)
+        config, weights = _open_keras_zip(p)
         try:
-            h5 = h5py.File(io.BytesIO(weights_bytes), "r")
+            h5 = h5py.File(weights, "r")
         except OSError:
             raise KerasImportError(f"{p}: {_WEIGHTS_MEMBER} is not a readable HDF5 file") from None
         with h5:

@@ -5,6 +5,7 @@ by one. Every problem is a one-line :class:`KerasImportError` naming the file an
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -214,7 +215,7 @@ _ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, RuntimeError, zlib.error)
 _MEMBER_LIMITS = {"config.json": _MAX_CONFIG_BYTES, _WEIGHTS_MEMBER: _MAX_WEIGHT_BYTES}
 
 
-def _open_keras_zip(path: str) -> tuple[Any, bytes]:
+def _open_keras_zip(path: str) -> tuple[Any, io.BytesIO]:
     """The config (parsed JSON) and the weights file (bytes) of a ``.keras`` archive."""
     try:
         zf = zipfile.ZipFile(path)
@@ -235,12 +236,23 @@ def _open_keras_zip(path: str) -> tuple[Any, bytes]:
                     f"{limit} this importer reads"
                 )
             try:
-                data[member] = zf.read(member)
+                data[member] = _read_member(zf, member)
             except _ZIP_ERRORS as e:  # CRC, truncation, encryption, unknown compression
                 raise KerasImportError(
                     f"{path}: corrupted .keras archive, cannot read {member!r}: {one_line(e)}"
                 ) from None
-    return _json(path, "config.json", data["config.json"]), data[_WEIGHTS_MEMBER]
+    return _json(path, "config.json", data["config.json"].getvalue()), data[_WEIGHTS_MEMBER]
+
+
+def _read_member(zf: zipfile.ZipFile, member: str) -> io.BytesIO:
+    """A member's bytes, inflated a MiB at a time into one buffer: memory stays at the
+    member's size (``ZipFile.read`` holds about twice that at its peak)."""
+    out = io.BytesIO()
+    with zf.open(member) as fh:
+        while chunk := fh.read(1 << 20):
+            out.write(chunk)
+    out.seek(0)
+    return out
 
 
 def _legacy_config(path: str, h5: h5py.File) -> Any:
