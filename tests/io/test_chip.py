@@ -363,6 +363,7 @@ def test_hostile_chip_files_are_refused_and_change_nothing(saved, tmp_path, edit
         load_chip(target, bad)
     assert "\n" not in str(info.value) and str(bad) in str(info.value)
     _same(before, _snapshot(target))
+    assert all(layer.is_current() for layer in analog_layers(target))  # no reprogramming
 
 
 def test_deeply_nested_metadata_is_refused(saved, tmp_path):

@@ -32,10 +32,11 @@ def read_bytes(path: str | Path, limit: int = MAX_IDX_BYTES) -> bytes:
     more than ``limit`` bytes, before or after decompression, is refused."""
     path = Path(path)
     try:
-        data = path.read_bytes() if path.stat().st_size <= limit else b""
+        too_big = path.stat().st_size > limit
+        data = b"" if too_big else path.read_bytes()
     except OSError as e:
         raise DatasetError(f"{path}: cannot read file ({e})") from e
-    if not data and path.stat().st_size > limit:
+    if too_big:
         raise DatasetError(f"{path}: larger than {limit:,} bytes; not an IDX file of a dataset")
     if not data:
         raise DatasetError(f"{path}: file is empty (0 bytes)")

@@ -138,34 +138,29 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             problem = _scalar_problem(values)
             if problem:
                 raise ChipError(f"{path}: layer {name!r} scalars: {problem}")
-        loaded[name] = {
+        parts_state = {
             part: (_tile_state(path, name, part, tile, layer, tensors), per[part])
             for part, tile in parts
         }
-        loaded[name][None] = _generator_state(path, name, layer, saved[name], tensors)
-    backup = {
-        name: (_tile_snapshot(layer), layer.generator.get_state(), layer._programmed_version)
-        for name, layer in layers.items()
-    }
+        gen = _generator_state(path, name, layer, saved[name], tensors)
+        loaded[name] = (parts_state, gen, True)
+    backup = {name: _snapshot(layer) for name, layer in layers.items()}
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
         _apply(model, layers, state, loaded)
     except (ValueError, RuntimeError, TypeError) as e:  # the state does not read: undo
-        _apply(model, layers, weights, backup, restore=True)
+        _apply(model, layers, weights, backup)
         raise ChipError(f"{path}: the programmed state does not read: {one_line(e)}") from None
     return model
 
 
-def _apply(model: nn.Module, layers: dict, state: dict, per_layer: dict, restore=False) -> None:
-    """Put weights, tile state, scalars and generator state into ``model``."""
+def _apply(model: nn.Module, layers: dict, state: dict, per_layer: dict) -> None:
+    """Put weights and, per layer, ``(tile state and scalars per part, generator state,
+    whether the chip holds these weights)`` into ``model``; a generator state of ``None``
+    restarts the read-noise stream from the seed (another device's cannot continue)."""
     model.load_state_dict(state)
     for name, layer in layers.items():
-        if restore:
-            snapshot, gen, version = per_layer[name]
-            parts = snapshot
-        else:
-            parts = {p: v for p, v in per_layer[name].items() if p is not None}
-            gen = per_layer[name][None]
+        parts, gen, current = per_layer[name]
         for part, tile in _parts(layer):
             state_of, scalars_of = parts[part]
             for b, t in state_of.items():
@@ -175,22 +170,20 @@ def _apply(model: nn.Module, layers: dict, state: dict, per_layer: dict, restore
             tile._derive()
         if isinstance(layer.tile, SlicedTile):
             layer.tile.restore(layer._matrix())
-        if restore:
-            layer._programmed_version = version
-            layer.generator.set_state(gen)
-            continue
-        layer._programmed_version = layer._version()
+        layer._programmed_version = layer._version() if current else None
         if gen is not None:
             layer.generator.set_state(gen)
-        else:  # another device's stream cannot continue here: restart from the seed
+        else:
             layer.reseed(layer.seed + 1)
 
 
-def _tile_snapshot(layer: AnalogMixin) -> dict:
-    return {
+def _snapshot(layer: AnalogMixin) -> tuple[dict, torch.Tensor, bool]:
+    """What :func:`_apply` needs to put ``layer`` back as it is now."""
+    parts = {
         part: ({b: getattr(t, b) for b in STATE}, {s: getattr(t, s) for s in SCALARS})
         for part, t in _parts(layer)
     }
+    return parts, layer.generator.get_state(), layer.is_current()
 
 
 #: The scalars' own limits: a drift time is >= 0; a weight range and a scale are > 0
