@@ -21,8 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from nvmsim.cores import core_values
-from nvmsim.devices.presets import preset_values
+from nvmsim.cores import CORES, core_values
+from nvmsim.devices.presets import preset_names, preset_values
 
 NoiseKind = Literal["additive", "proportional"]
 ProgKind = Literal["additive", "proportional", "weight"]
@@ -280,7 +280,8 @@ class DeviceConfig(_Strict):
                 )
             data = _merge(preset_file_values(path), data)
         if "preset" in data:
-            data = _merge(preset_values(data.pop("preset")), data)
+            name = _preset_name(data.pop("preset"), "device", preset_names())
+            data = _merge(preset_values(name), data)
         return data
 
     @model_validator(mode="after")
@@ -511,7 +512,7 @@ class AnalogConfig(_Strict):
             data = {**data, "device": {"preset": data["device"]}}
         if isinstance(data, dict) and "preset" in data:
             data = dict(data)
-            core = core_values(data.pop("preset"))
+            core = core_values(_preset_name(data.pop("preset"), "core", sorted(CORES)))
             mine = data.get("device")
             if isinstance(mine, dict) and mine.keys() & {"preset", "preset_file"}:
                 core["device"].pop("name", None)  # the named device's own name
@@ -544,6 +545,16 @@ def _field_path(loc: tuple) -> str:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _preset_name(value: Any, kind: str, known: list[str]) -> str:
+    """``value`` if it can name a preset (a string; an unknown one is refused by its table)."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"preset = {_shown(value)}: should be the name of a {kind} preset (a string); "
+            f"known: {', '.join(known)}"
+        )
+    return value
 
 
 def format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:
