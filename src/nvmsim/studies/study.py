@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvmsim.studies.checks import check_datasets, check_models
+from nvmsim.studies.checks import check_datasets, check_models, check_noise
 from nvmsim.studies.executors import connect
 from nvmsim.studies.lease import Lease
 from nvmsim.studies.scenarios import scenario_for
@@ -43,6 +43,7 @@ def plan(
     dataset; with ``check_data``, also that the data exist. Touches no store."""
     spec, _ = load_study(path)
     runs = expand(spec, quick, source=str(path))
+    check_noise(runs, path)
     check_models(runs, path)
     if check_data:
         check_datasets(runs, path)
