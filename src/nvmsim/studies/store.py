@@ -422,6 +422,15 @@ def metric_problem(key: str, value: Any) -> str | None:
     return None
 
 
+def metrics_problem(metrics: dict[str, Any]) -> str | None:
+    """What is wrong with a run's metrics (None: nothing): a required one missing, or the
+    first that :func:`metric_problem` refuses."""
+    missing = [k for k in REQUIRED if k not in metrics]
+    if missing:
+        return f"metrics: no {missing[0]!r} metric" + (" (none stored)" if not metrics else "")
+    return next((p for k, v in metrics.items() if (p := metric_problem(k, v))), None)
+
+
 def _numeric(value: Any) -> bool:
     """Text that reads as a number (a study may sweep "1e-3" where the config takes 0.001)."""
     try:
@@ -452,14 +461,9 @@ def row_problem(row: dict[str, Any]) -> str | None:
         problem = _json_problem(row[field], MAX_DEPTH)
         if problem:
             return f"{field}: {problem}"
-    metrics = row["metrics"]
-    missing = [k for k in REQUIRED if k not in metrics]
-    if missing:
-        return f"metrics: no {missing[0]!r} metric" + (" (none stored)" if not metrics else "")
-    for key, value in metrics.items():
-        problem = metric_problem(key, value)
-        if problem:
-            return problem
+    problem = metrics_problem(row["metrics"])
+    if problem:
+        return problem
     if abs(row["seed"]) >= 2**64:
         return f"seed = {_short(row['seed'])} is out of range"
     if not 0 <= row["started"] <= LATEST:

@@ -11,7 +11,7 @@ from nvmsim.studies.executors import connect
 from nvmsim.studies.lease import Lease
 from nvmsim.studies.scenarios import scenario_for
 from nvmsim.studies.schema import StudySpec, load_study
-from nvmsim.studies.store import NoStoreYet, Store, metric_problem, non_finite
+from nvmsim.studies.store import NoStoreYet, Store, metrics_problem, non_finite
 from nvmsim.studies.sweep import Run, expand
 
 
@@ -202,4 +202,4 @@ def _unstorable(metrics: dict) -> str | None:
     ``None``: every metric a finite number in its range, ``accuracy`` among them."""
     if "accuracy" not in metrics:
         return "the scenario returned no 'accuracy'"
-    return next((p for k, v in metrics.items() if (p := metric_problem(k, v))), None)
+    return metrics_problem(metrics)
