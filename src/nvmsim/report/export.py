@@ -11,7 +11,7 @@ from typing import Any
 from nvmsim.files import atomic_open, atomic_write
 from nvmsim.report.labels import as_percent
 from nvmsim.report.rows import Row
-from nvmsim.studies.store import metric_problem
+from nvmsim.studies.store import metrics_problem
 
 FORMATS = (".csv", ".parquet")
 
@@ -48,10 +48,9 @@ def export(rows: list[Row], path: str | Path) -> Path:
     path = Path(path)
     check_target(path)
     for r in rows:  # before anything is written
-        for key, value in r["metrics"].items():
-            problem = metric_problem(key, value)
-            if problem:
-                raise ValueError(f"{path}: run {r.get('run_id', '?')}: {problem}")
+        problem = metrics_problem(r["metrics"], required=())
+        if problem:
+            raise ValueError(f"{path}: run {r.get('run_id', '?')}: {problem}")
     flat = flat_rows(rows)
     cols = list(dict.fromkeys(k for rec in flat for k in rec))
     if path.suffix == ".csv":

@@ -422,10 +422,10 @@ def metric_problem(key: str, value: Any) -> str | None:
     return None
 
 
-def metrics_problem(metrics: dict[str, Any]) -> str | None:
-    """What is wrong with a run's metrics (None: nothing): a required one missing, or the
-    first that :func:`metric_problem` refuses."""
-    missing = [k for k in REQUIRED if k not in metrics]
+def metrics_problem(metrics: dict[str, Any], required: Iterable[str] = REQUIRED) -> str | None:
+    """What is wrong with a run's metrics (None: nothing): a ``required`` one missing, or
+    the first that :func:`metric_problem` refuses."""
+    missing = [k for k in required if k not in metrics]
     if missing:
         return f"metrics: no {missing[0]!r} metric" + (" (none stored)" if not metrics else "")
     return next((p for k, v in metrics.items() if (p := metric_problem(k, v))), None)
