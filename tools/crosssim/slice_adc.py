@@ -1,7 +1,12 @@
+import json
 import sys
+import time
+
+import nvmsim
+import torch
+from compare import GMIN, XMAX, acc, cs_params, from_torch, m, nvm_config, rms, X
+
 bits_list = [int(b) for b in sys.argv[1].split(",")]
-sys.argv = ["x"]
-exec(open("compare.py").read().split('if __name__ == "__main__":')[0])
 K, B = 4, 2
 for abits in bits_list:
     case = {"slices": (K, B), "dac": (8, "twos_complement"), "adc": (abits, 1.0)}
