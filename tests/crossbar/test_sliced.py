@@ -107,7 +107,7 @@ def test_reads_digitised_from_the_products_equal_the_general_path(
     x = torch.randn(40, n_in, dtype=torch.float64)
     outs = []
     for exact in (True, False):
-        general = mock.patch.object(AnalogTile, "_exact_adc", lambda self, x: False)
+        general = mock.patch.object(AnalogTile, "_digitises_exactly", lambda self, x: False)
         layer = AnalogLinear.from_torch(torch_layer, cfg)
         with torch.no_grad(), nullcontext() if exact else general:
             layer(x[:7])  # calibrates the ranges

@@ -32,37 +32,15 @@ import torch
 from torch import nn
 
 from nvmsim.config import AnalogConfig
-from nvmsim.crossbar import mapping
+from nvmsim.crossbar import adc as adc_models
+from nvmsim.crossbar import integer_reads, mapping
+from nvmsim.crossbar.integer_reads import input_planes
 from nvmsim.crossbar.products import Product
 from nvmsim.crossbar.tile import AnalogTile, NonFiniteError, all_finite
 from nvmsim.devices import levels
 
-
-def input_planes(
-    codes: torch.Tensor,
-    bits: int,
-    per_read: int,
-    encoding: str,
-    memory_format: torch.memory_format = torch.contiguous_format,
-) -> tuple[torch.Tensor, list[float]]:
-    """Integer DAC codes ``(B, ...)`` as ``P = ceil(bits / per_read)`` digit planes stacked on
-    the batch axis ``(P * B, ...)``, and the planes' weights: ``sum_p weight_p * plane_p ==
-    codes``. Two's complement: the top plane is signed (its MSB weighs ``-2**(bits-1)``)."""
-    n_planes = math.ceil(bits / per_read)
-    b = codes.shape[0]
-    u = codes.to(torch.int32)
-    if encoding == "twos_complement":
-        u = u.bitwise_and_((1 << bits) - 1)  # two's complement bits of negative codes
-    shape = (n_planes * b, *codes.shape[1:])
-    out = codes.new_empty(shape).contiguous(memory_format=memory_format)
-    mask = (1 << per_read) - 1
-    for p in range(n_planes):
-        out[p * b : (p + 1) * b].copy_(u.bitwise_right_shift(per_read * p).bitwise_and_(mask))
-    if encoding == "twos_complement":
-        width = bits - per_read * (n_planes - 1)  # the top plane's bits; its MSB is the sign
-        top = out[(n_planes - 1) * b :]
-        top.sub_((top >= (1 << (width - 1))).to(top.dtype), alpha=float(1 << width))
-    return out, [float(1 << (per_read * p)) for p in range(n_planes)]
+#: Unfolded patches per piece of a sliced convolution read exactly (8 MB of float32).
+IM2COL_ELEMENTS = 1 << 21
 
 
 def weight_digits(q: torch.Tensor, slices: int, bits: int, offset: bool) -> list[torch.Tensor]:
@@ -102,6 +80,7 @@ class SlicedTile(nn.Module):
         self.wmax, self.w_lsb = 1.0, 1.0
         self.offset_correction = 0.0  # times the input-code sum, in integer units
         self._name = ""
+        self._integer_cache: tuple | None = None  # (slices' caches it was built from, arrays)
 
     # ------------------------------------------------------------------ as a tile
     @property
@@ -209,6 +188,77 @@ class SlicedTile(nn.Module):
             t.reset_calibration()
 
     # ------------------------------------------------------------------ reading
+    def _planes(self, codes: torch.Tensor, memory_format: torch.memory_format):
+        """``codes`` as input planes stacked on the batch axis, and the planes' weights."""
+        conv = self.config.converter
+        if conv.input_bits_per_read is None:
+            return codes, [1.0]
+        bits, per_read, encoding = conv.dac_bits, conv.input_bits_per_read, conv.input_encoding
+        return input_planes(codes, bits, per_read, encoding, memory_format)
+
+    def _read_slices(self, codes: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Every slice read with every input plane (each through its ADCs), shifted and added:
+        the general path, in integer units."""
+        stacked, pw = self._planes(codes, self.slices[0]._fmt)
+        b, bits = codes.shape[0], self.config.device.bits or 0
+        y = None
+        for j, t in enumerate(self.slices):
+            yj = t.read(stacked, generator, apply_dac=False)
+            yj = yj.view(len(pw), b, *yj.shape[1:])
+            part = yj[0].mul_(pw[0] * 2.0 ** (bits * j))
+            for p in range(1, len(pw)):  # shift and add the input planes
+                part.add_(yj[p], alpha=pw[p] * 2.0 ** (bits * j))
+            y = part if y is None else y.add_(part)
+        return y
+
+    def _read_integer(self, codes: torch.Tensor) -> torch.Tensor:
+        """The same reads where every one digitises exactly (:mod:`integer_reads`): a
+        convolution's patches unfolded a few images at a time."""
+        first, p = self.slices[0], self.product
+        b = codes.shape[0]
+        sizes = p.out_sizes(tuple(codes.shape[2:])) if p.dims else ()
+        positions = math.prod(sizes)
+        out = codes.new_empty(b * positions, first.out_features)
+        steps, ties_up = (
+            adc_models.steps(self.config.converter.adc_bits),
+            first.adc_design.kind != "uniform",
+        )
+
+        conv = self.config.converter
+        planes = integer_reads.Planes(conv.dac_bits, conv.input_bits_per_read, conv.input_encoding)
+        args = (self._integer_arrays(), first.cols, planes, steps, ties_up)
+        if not p.dims:
+            return integer_reads.read(codes, *args, out=out)
+        per = max(1, IM2COL_ELEMENTS // max(1, positions * first.kernel_rows * first.groups))
+        for i in range(0, b, per):
+            rows = p.im2col(codes[i : i + per])
+            integer_reads.read(rows, *args, out=out[i * positions : i * positions + len(rows)])
+        return p.fold(out, b, sizes)
+
+    def _integer_arrays(self) -> list[list[integer_reads.ArrayWeights]]:
+        """Every slice's ``D_j / lsb_j`` side by side per group and row array, with each
+        slice's factor; rebuilt when a slice's own cache (its ranges, its state) changes."""
+        caches = [t._exact_adc_weights() for t in self.slices]
+        key = tuple(t._exact_cache for t in self.slices)
+        held = self._integer_cache
+        if held is not None and all(a is b for a, b in zip(held[0], key, strict=True)):
+            return held[1]
+        first, bits = self.slices[0], self.config.device.bits
+        arrays = []
+        for g in range(first.groups):
+            group = []
+            for a, (lo, hi) in enumerate(first.partition()):
+                hi = min(hi, first.kernel_rows)
+                if hi <= lo:
+                    continue  # an array of no rows reads 0
+                w = torch.cat([weights[g][a] for weights, _ in caches], dim=1)
+                scales = tuple(lsbs[g][a] * 2.0 ** (bits * j) for j, (_, lsbs) in enumerate(caches))
+                integral = bool(torch.equal(w, w.round()))
+                group.append(integer_reads.ArrayWeights(lo, hi, w, scales, integral))
+            arrays.append(group)
+        self._integer_cache = (key, arrays)
+        return arrays
+
     def read(
         self,
         x: torch.Tensor,
@@ -233,21 +283,10 @@ class SlicedTile(nn.Module):
             codes, unit, _, _ = first.dac_codes(x)
         else:
             codes, unit = x.detach(), torch.ones((), dtype=x.dtype, device=x.device)
-        if conv.input_bits_per_read is not None:
-            stacked, pw = input_planes(
-                codes, conv.dac_bits, conv.input_bits_per_read, conv.input_encoding, first._fmt
-            )
+        if self.integer_weights and all(t._digitises_exactly(x) for t in self.slices):
+            y = self._read_integer(codes)
         else:
-            stacked, pw = codes, [1.0]
-        b, bits = x.shape[0], self.config.device.bits or 0
-        y = None
-        for j, t in enumerate(self.slices):
-            yj = t.read(stacked, generator, apply_dac=False)
-            yj = yj.view(len(pw), b, *yj.shape[1:])
-            part = yj[0].mul_(pw[0] * 2.0 ** (bits * j))
-            for p in range(1, len(pw)):  # shift and add the input planes
-                part.add_(yj[p], alpha=pw[p] * 2.0 ** (bits * j))
-            y = part if y is None else y.add_(part)
+            y = self._read_slices(codes, generator)
         if self.offset_correction:
             s = self.product.channel_sums(codes)  # (B, G, *o)
             cols = y.shape[1] // s.shape[1]

@@ -1254,14 +1254,18 @@ class AnalogTile(nn.Module):
         return lsb, r
 
     def _exact_adc(self, x: torch.Tensor) -> bool:
-        """Whether a dense read can digitise each array's partial sums straight from its
-        product: noiseless integer weights, an LSB that is a power of two of the integer
-        unit (so ``x @ (W / lsb)`` is ``(x @ W) / lsb`` exactly), ideal transitions, no
-        mismatch, no per-read noise, the range known, no gradient."""
+        """Whether a dense read digitises each array's partial sums straight from its
+        product (:meth:`_read_exact_adc`)."""
+        return not self.product.kernel and self._digitises_exactly(x)
+
+    def _digitises_exactly(self, x: torch.Tensor) -> bool:
+        """Whether every partial sum of a read of ``x`` is an exact float whose ADC code is
+        that of ``x @ (W / lsb)``: noiseless integer weights, an LSB that is a power of two
+        of the integer unit, ideal transitions, no mismatch, no per-read noise, the range
+        known, no gradient."""
         conv, d = self.config.converter, self.adc_design
         return (
-            not self.product.kernel
-            and self._integer_weights
+            self._integer_weights
             and self.adc_unit is not None
             and self.adc_range is not None
             and not (self.bias_row or x.requires_grad)
