@@ -24,6 +24,9 @@ import torch.nn.functional as F
 
 #: Products per chunk (partial sums of every slice and plane of one array): in cache.
 CHUNK_ELEMENTS = 1 << 20
+#: Planes are collapsed where that leaves fewer rows to multiply than this share of all
+#: planes' rows (gathering and scattering the others costs about a quarter of a product).
+COLLAPSE_BELOW = 0.75
 
 
 @dataclass(frozen=True)
@@ -219,11 +222,11 @@ class _Reader:
         ``sum_r |x_r| max_c |W_rc|`` is within the ADC's range reads its own exact product,
         so the safe planes of a row are added first (the row's ``codes`` less its other
         planes) and read with one product; the others are read one by one. ``None`` when too
-        few planes are safe for this to save work."""
+        few planes are safe for this to save work (:data:`COLLAPSE_BELOW`)."""
         p, w = self.spec.count, a.weight
         bound = self._bounds[:, self.index[id(a)]]
         idx = (bound > self.steps).nonzero().squeeze(1)
-        if len(idx) > (p - 1) * n:
+        if n + len(idx) > COLLAPSE_BELOW * p * n:
             return None
         comb = self.comb[: n * xa.shape[1]].view(n, -1).copy_(codes)
         summed = self.sums[: n * w.shape[1]].view(n, -1)
