@@ -121,6 +121,7 @@ def read(
         stacked = reader.planes_of(codes)
         acc = out[start : start + n].view(n, groups, cols)
         acc.zero_()
+        reader.collapsed = False
         for g, group in enumerate(arrays):
             xg = stacked[:, g * reader.k : (g + 1) * reader.k]
             cg = codes[:, g * reader.k : (g + 1) * reader.k]
@@ -133,6 +134,9 @@ def read(
                         dst.add_(summed[:, j], alpha=s)
                     else:
                         dst.addcmul_(summed[:, j], s)
+        # the rows of one read are alike: planes that could not be collapsed in one chunk
+        # will not be in the next, so stop bounding them
+        reader.collapse = reader.collapse and reader.collapsed
     return out
 
 
@@ -169,6 +173,7 @@ class _Reader:
         # way is at most steps * sum(plane weights) in magnitude
         exact = steps * sum(planes.weights) < 2 / torch.finfo(rows.dtype).eps
         self.collapse = p > 1 and exact and len(arrays) == 1
+        self.collapsed = False  # whether any array of the current chunk was
         if self.collapse:
             self.comb = new(chunk * deepest)
             self.picked = new(p * chunk * deepest)
@@ -201,6 +206,7 @@ class _Reader:
         if a.integral and self.collapse:
             summed = self._collapsed(xa, codes, a, n)
             if summed is not None:
+                self.collapsed = True
                 return summed
         w = a.weight
         part = self.part[: xa.shape[0] * w.shape[1]].view(-1, w.shape[1])
