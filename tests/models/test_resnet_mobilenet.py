@@ -14,6 +14,7 @@ from nvmsim.models import (
     mobilenet,
     resnet18,
 )
+from nvmsim.nn.activations import NoisyActivation
 
 
 @pytest.mark.parametrize(
@@ -55,6 +56,24 @@ def test_resnet18_topology():
     assert sum(m.kernel_size == (1, 1) for m in convs) == 3  # projection shortcuts
     assert model.fc.in_features == 8 * 8
     assert [m.out_channels for m in convs][-1] == 64
+
+
+def test_resnet18_neuron_noise_in_training_only():
+    """Paper 000's sigma_neu before each of the 17 ReLUs: the same weights, noisy outputs in
+    training, the plain network in eval."""
+    torch.manual_seed(0)
+    plain = resnet18(width=4, in_channels=1)
+    noisy = resnet18(width=4, in_channels=1, sigma_neu=0.5)
+    noisy.load_state_dict(plain.state_dict())
+    assert sum(isinstance(m, NoisyActivation) for m in noisy.modules()) == 9  # stem + 8 blocks
+    x = torch.rand(3, 1, 16, 16)
+    plain.eval(), noisy.eval()
+    with torch.no_grad():
+        assert torch.equal(noisy(x), plain(x))
+    plain.train(), noisy.train()
+    with torch.no_grad():
+        assert not torch.allclose(noisy(x), plain(x), atol=1e-3)
+    assert not any(isinstance(m, NoisyActivation) for m in plain.modules())
 
 
 def test_mobilenet_topology():
