@@ -14,7 +14,7 @@ from torch import nn
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar import integer_reads
 from nvmsim.crossbar.tile import AnalogTile
-from nvmsim.nn import AnalogConv1d, AnalogConv2d, AnalogLinear
+from nvmsim.nn import AnalogConv1d, AnalogConv2d, AnalogConv3d, AnalogLinear
 
 
 def _config(bits, slices, per_read, encoding, mapping, rows, adc, kind="sar", per="array"):
@@ -50,7 +50,7 @@ def _both_paths(make, x):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    dims=st.sampled_from([1, 2]), c_in=st.integers(1, 6), c_out=st.integers(1, 5),
+    dims=st.sampled_from([1, 2, 3]), c_in=st.integers(1, 6), c_out=st.integers(1, 5),
     kernel=st.integers(1, 3), stride=st.integers(1, 2), padding=st.integers(0, 2),
     dilation=st.integers(1, 2), groups=st.sampled_from([1, 2]), bits=st.integers(1, 2),
     slices=st.integers(1, 3), adc=st.integers(2, 9), kind=st.sampled_from(["uniform", "sar"]),
@@ -64,8 +64,9 @@ def test_convolutions_read_exactly_as_the_general_path(
     dims, c_in, c_out, kernel, stride, padding, dilation, groups, bits, slices, adc, kind,
     per, rows, per_read, encoding, mapping, dtype, seed,
 ):  # fmt: skip
-    """Few ADC bits (rounding, LSBs above the integer unit, saturation) to many (the
-    collapsed planes): the same bits as reading every slice and plane as a convolution."""
+    """1-, 2- and 3-D; few ADC bits (rounding, LSBs above the integer unit, saturation) to
+    many (the collapsed planes): the same bits as reading every slice and plane as a
+    convolution."""
     if mapping == "offset" and slices * bits < 2:
         slices = 2
     if per_read is None and slices == 1:
@@ -73,9 +74,10 @@ def test_convolutions_read_exactly_as_the_general_path(
     c_in, c_out = c_in * groups, c_out * groups
     cfg = _config(bits, slices, per_read, encoding, mapping, rows, adc, kind, per)
     torch.manual_seed(seed)
-    conv_cls, analog_cls = ((nn.Conv1d, AnalogConv1d), (nn.Conv2d, AnalogConv2d))[dims - 1]
+    classes = (nn.Conv1d, AnalogConv1d), (nn.Conv2d, AnalogConv2d), (nn.Conv3d, AnalogConv3d)
+    conv_cls, analog_cls = classes[dims - 1]
     conv = conv_cls(c_in, c_out, kernel, stride, padding, dilation, groups).to(dtype)
-    size = (9,) * dims
+    size = (9 if dims < 3 else 6,) * dims
     x = torch.randn(5, c_in, *size, dtype=dtype)
     if encoding == "unsigned":
         x = x.relu()
@@ -105,6 +107,20 @@ def test_collapsed_planes_keep_every_bit():
         got = layer(x)
     want = F.conv2d(codes, q, padding=1) * lsb * (wmax / 255)
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12 * float(want.abs().max()))
+
+
+def test_half_precision_takes_the_general_path():
+    """bfloat16 integers are exact only to 256: no exact path, and the same output."""
+    torch.manual_seed(7)
+    lin = nn.Linear(40, 6).to(torch.bfloat16)
+    x = torch.randn(16, 40, dtype=torch.bfloat16)
+    cfg = _config(2, 4, 1, "twos_complement", "differential", 16, 8)
+    exact, general, collapsed = _both_paths(lambda: AnalogLinear.from_torch(lin, cfg), x)
+    assert not collapsed and torch.equal(exact, general)
+    layer = AnalogLinear.from_torch(lin, cfg)
+    with torch.no_grad():
+        layer(x)
+    assert not any(t._digitises_exactly(x) for t in layer.tile.slices)
 
 
 def test_dense_layers_collapse_planes_too():

@@ -1262,10 +1262,12 @@ class AnalogTile(nn.Module):
         """Whether every partial sum of a read of ``x`` is an exact float whose ADC code is
         that of ``x @ (W / lsb)``: noiseless integer weights, an LSB that is a power of two
         of the integer unit, ideal transitions, no mismatch, no per-read noise, the range
-        known, no gradient."""
+        known, no gradient, and a float type whose integers are exact to ``2**24`` (not
+        half precision)."""
         conv, d = self.config.converter, self.adc_design
         return (
             self._integer_weights
+            and x.dtype in (torch.float32, torch.float64)
             and self.adc_unit is not None
             and self.adc_range is not None
             and not (self.bias_row or x.requires_grad)
