@@ -36,6 +36,13 @@ def _rows(path):
         return s.rows("s")
 
 
+def _refused(path, column, value, match):
+    """Run r1 with ``value`` in ``column`` is refused, naming the store, run and problem."""
+    _set(path, column, "?", value)
+    with pytest.raises(StoreError, match=rf"s\.sqlite: run r1 of 's': {match}"):
+        _rows(path)
+
+
 def test_the_sound_store_reads_back(store):
     (row,) = _rows(store)
     assert row["metrics"] == GOOD and row["axes"] == {"sigma_syn": 0.1}
@@ -54,9 +61,7 @@ def test_the_sound_store_reads_back(store):
     ],
 )
 def test_malformed_fields_are_named(store, column, value, match):
-    _set(store, column, "?", value)
-    with pytest.raises(StoreError, match=rf"s\.sqlite: run r1 of 's': {match}"):
-        _rows(store)
+    _refused(store, column, value, match)
 
 
 @pytest.mark.parametrize(
@@ -83,9 +88,7 @@ def test_malformed_fields_are_named(store, column, value, match):
     ],
 )
 def test_metrics_must_be_finite_numbers_in_range(store, change, match):
-    _set(store, "metrics", "?", json.dumps({**GOOD, **change}))
-    with pytest.raises(StoreError, match=rf"s\.sqlite: run r1 of 's': {match}"):
-        _rows(store)
+    _refused(store, "metrics", json.dumps({**GOOD, **change}), match)
 
 
 @pytest.mark.parametrize(
@@ -94,9 +97,7 @@ def test_metrics_must_be_finite_numbers_in_range(store, change, match):
      ({"loss": 1.0}, r"metrics: no 'accuracy' metric$")],
 )  # fmt: skip
 def test_rows_without_their_metrics_are_refused(store, metrics, match):
-    _set(store, "metrics", "?", json.dumps(metrics))
-    with pytest.raises(StoreError, match=rf"s\.sqlite: run r1 of 's': {match}"):
-        _rows(store)
+    _refused(store, "metrics", json.dumps(metrics), match)
 
 
 @pytest.mark.parametrize(
@@ -111,9 +112,7 @@ def test_rows_without_their_metrics_are_refused(store, metrics, match):
     ],
 )  # fmt: skip
 def test_axis_values_are_checked(store, axes, match):
-    _set(store, "axes", "?", json.dumps(axes))
-    with pytest.raises(StoreError, match=rf"s\.sqlite: run r1 of 's': {match}"):
-        _rows(store)
+    _refused(store, "axes", json.dumps(axes), match)
 
 
 @pytest.mark.parametrize(
@@ -137,9 +136,7 @@ def test_legitimate_axis_values_are_read(store, axes):
     ],
 )
 def test_times_and_seed_must_be_in_range(store, column, value, match):
-    _set(store, column, "?", value)
-    with pytest.raises(StoreError, match=rf"s\.sqlite: run r1 of 's': {match}"):
-        _rows(store)
+    _refused(store, column, value, match)
 
 
 def test_only_the_asked_runs_are_checked(store):
