@@ -281,9 +281,10 @@ class SlicedTile(nn.Module):
             first.dac_range = dac_range.to(x.dtype).clone()
         if conv.dac_bits is not None:
             codes, unit, _, _ = first.dac_codes(x)
+            codes = codes.detach()  # integers: the gradient is straight-through below
         else:
             codes, unit = x.detach(), torch.ones((), dtype=x.dtype, device=x.device)
-        if self.integer_weights and all(t._digitises_exactly(x) for t in self.slices):
+        if self.integer_weights and all(t._digitises_exactly(codes) for t in self.slices):
             y = self._read_integer(codes)
         else:
             y = self._read_slices(codes, generator)

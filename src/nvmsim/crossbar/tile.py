@@ -831,8 +831,6 @@ class AnalogTile(nn.Module):
     ) -> torch.Tensor:
         """A read by the moment identity, digitised per row array when there is an ADC (a
         dense read without gradients may be written into ``out``, ``(B, out_features)``)."""
-        if adc and self._exact_adc(x):
-            return self._read_exact_adc(x, out)
         if adc and self.row_blocks > 1:
             blocks = self._read_blocks_dense if not self.product.dims else self._read_blocks
             return self.adc(blocks(x, generator), generator, out)
@@ -866,7 +864,7 @@ class AnalogTile(nn.Module):
         ):
             return b
         sizes = self.product.out_sizes(tuple(x.shape[2:])) if self.product.dims else ()
-        arrays = self.row_blocks if adc and not self._exact_adc(x) else 1
+        arrays = self.row_blocks if adc else 1
         per_input = max(1, self.out_features * math.prod(sizes) * arrays)
         if self.product.dims and b * per_input <= 16 * CHUNK_ELEMENTS:
             return b  # a convolution on a small batch runs best whole (oneDNN)
@@ -1253,17 +1251,13 @@ class AnalogTile(nn.Module):
             r = lsb * s
         return lsb, r
 
-    def _exact_adc(self, x: torch.Tensor) -> bool:
-        """Whether a dense read digitises each array's partial sums straight from its
-        product (:meth:`_read_exact_adc`)."""
-        return not self.product.kernel and self._digitises_exactly(x)
-
     def _digitises_exactly(self, x: torch.Tensor) -> bool:
         """Whether every partial sum of a read of ``x`` is an exact float whose ADC code is
-        that of ``x @ (W / lsb)``: noiseless integer weights, an LSB that is a power of two
-        of the integer unit, ideal transitions, no mismatch, no per-read noise, the range
-        known, no gradient, and a float type whose integers are exact to ``2**24`` (not
-        half precision)."""
+        that of ``x @ (W / lsb)``, so a sliced tile may read it as integer arithmetic
+        (:mod:`~nvmsim.crossbar.integer_reads`): noiseless integer weights, an LSB that is a
+        power of two of the integer unit, ideal transitions, no mismatch, no per-read noise,
+        the range known, no gradient, and a float type whose integers are exact to ``2**24``
+        (not half precision)."""
         conv, d = self.config.converter, self.adc_design
         return (
             self._integer_weights
@@ -1278,43 +1272,6 @@ class AnalogTile(nn.Module):
             and self.adc_gain is None
             and self.adc_offset is None
         )
-
-    def _read_exact_adc(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-        """Dense read of noiseless integer weights through ideal ADCs, array by array: each
-        array's partial sums come out of the product already in LSB (``W / lsb``, with the
-        comparators' half-LSB offset as the product's bias), are rounded and clamped in
-        place and added, times their LSB, into the output. Bit-identical to the general
-        path (every value is an exact float), with two passes fewer per array."""
-        b, k, gn, cols = x.shape[0], self.kernel_rows, self.groups, self.cols
-        s = adc_models.steps(self.config.converter.adc_bits)
-        weights, lsbs = self._exact_adc_weights()
-        acc = out if out is not None else x.new_empty(b, self.out_features)
-        acc_g = acc.view(b, gn, cols)
-        ties_up = self.adc_design.kind != "uniform"  # a comparator trips at its level
-        part = x.new_empty(b, cols)
-        half = x.new_full((cols,), 0.5)
-        for g in range(gn):
-            xg, dst, first = x[:, g * k : (g + 1) * k], acc_g[:, g], True
-            for j, (lo, hi) in enumerate(self.partition()):
-                hi = min(hi, k)
-                if hi <= lo:
-                    continue  # an array of no rows reads 0: code 0
-                w, lsb = weights[g][j], lsbs[g][j]
-                if ties_up:
-                    torch.addmm(half, xg[:, lo:hi], w, out=part).floor_()
-                else:
-                    torch.mm(xg[:, lo:hi], w, out=part).round_()
-                part.clamp_(-s, s)
-                if first:
-                    torch.mul(part, lsb, out=dst)
-                elif isinstance(lsb, float):
-                    dst.add_(part, alpha=lsb)
-                else:
-                    dst.addcmul_(part, lsb)
-                first = False
-            if first:
-                dst.zero_()
-        return acc
 
     def _exact_adc_weights(self) -> tuple[list, list]:
         """Per group and array: ``W_j / lsb_j`` (rows, cols) and the LSB (a float, or a
