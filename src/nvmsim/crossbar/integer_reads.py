@@ -89,13 +89,21 @@ class ArrayWeights:
     slice's ``D_j / lsb_j`` side by side ``(hi - lo, slices * cols)``, and per slice the factor
     of its codes: ``2**(b j) lsb_j``, a float or a ``(cols,)`` row (per-column ranges).
     ``integral``: every ``D_j / lsb_j`` is a whole number (no LSB above the integer unit), so
-    every product of integer inputs is its own ADC code unless it saturates."""
+    every product of integer inputs is its own ADC code unless it saturates. ``row_max``:
+    each row's largest ``|D_j / lsb_j|`` over every slice and column."""
 
     lo: int
     hi: int
     weight: torch.Tensor
     scales: tuple[float | torch.Tensor, ...]
     integral: bool
+    row_max: torch.Tensor
+
+    @classmethod
+    def of(cls, lo: int, hi: int, weight: torch.Tensor, scales: tuple) -> ArrayWeights:
+        """The array with its derived facts (whole numbers, row maxima) computed once."""
+        integral = bool(torch.equal(weight, weight.round()))
+        return cls(lo, hi, weight, scales, integral, weight.abs().amax(1))
 
 
 def read(
@@ -181,7 +189,7 @@ class _Reader:
             group = arrays[0]
             self.row_max = rows.new_zeros(len(group), self.k)
             for i, a in enumerate(group):
-                self.row_max[i, a.lo : a.hi] = a.weight.abs().amax(1)
+                self.row_max[i, a.lo : a.hi] = a.row_max
             self.index = {id(a): i for i, a in enumerate(group)}
 
     def planes_of(self, codes: torch.Tensor) -> torch.Tensor:

@@ -253,8 +253,7 @@ class SlicedTile(nn.Module):
                     continue  # an array of no rows reads 0
                 w = torch.cat([weights[g][a] for weights, _ in caches], dim=1)
                 scales = tuple(lsbs[g][a] * 2.0 ** (bits * j) for j, (_, lsbs) in enumerate(caches))
-                integral = bool(torch.equal(w, w.round()))
-                group.append(integer_reads.ArrayWeights(lo, hi, w, scales, integral))
+                group.append(integer_reads.ArrayWeights.of(lo, hi, w, scales))
             arrays.append(group)
         self._integer_cache = (key, arrays)
         return arrays
