@@ -275,6 +275,68 @@ def test_new_read_effects_moment_identity_matches_explicit_sampling(mode, device
         torch.testing.assert_close(a.var(0), b.var(0), rtol=0.06, atol=1e-9)
 
 
+HELD_DEVICES = {
+    "telegraph, clipped, offset": (
+        "offset",
+        {
+            "telegraph_noise": {"kind": "proportional", "delta": -0.6, "p": 0.3},
+            "read_noise": {"kind": "additive", "sigma": 0.1},
+            "clip": "range",
+            "on_off_ratio": 5,
+        },
+    ),
+    "drift, compensated": (
+        "differential",
+        {
+            "read_noise": {"kind": "proportional", "sigma": 0.3},
+            "drift_nu": 0.1,
+            "drift_nu_std": 0.05,
+            "drift_compensation": True,
+            "on_off_ratio": 10,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HELD_DEVICES)
+def test_a_held_read_is_one_draw_with_the_moments_of_a_read(case):
+    """``hold_read``: reads repeat exactly while held; over many holds an output has the mean
+    and variance of one read by the moment identity (the oracle here is the moment path:
+    the held draw samples every device explicitly); drift compensation keeps its factor."""
+    mode, device = HELD_DEVICES[case]
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(6, 20, generator=gen, dtype=torch.float64)
+    x = torch.rand(2, 20, generator=gen, dtype=torch.float64) * 2 - 0.5
+    tile = AnalogTile(make_cfg(mode, **device))
+    tile.program(w, torch.Generator().manual_seed(0))
+    tile.drift_to(3600.0)
+    factor, draws = tile.compensation, torch.Generator().manual_seed(1)
+    ym = read_many(tile, x, "moment", 2)
+    held = []
+    for _ in range(4000):
+        tile.hold_read(draws)
+        held.append(tile.read(x, torch.Generator().manual_seed(9)))
+    assert tile.held and not tile.noisy and tile.compensation == factor
+    torch.testing.assert_close(tile.read(x, None), held[-1], rtol=0, atol=0)
+    yh = torch.stack(held, 1)  # (inputs, holds, outputs)
+    for k in range(x.shape[0]):
+        se = (ym[k].var(0) / yh.shape[1]).sqrt()
+        assert ((yh[k].mean(0) - ym[k].mean(0)).abs() <= 5 * se).all()
+        torch.testing.assert_close(yh[k].var(0), ym[k].var(0), rtol=0.1, atol=0)
+    tile.drift_to(3600.0)  # a drift (like programming) reads with fresh noise again
+    assert not tile.held and tile.noisy
+    tile.drift_to(3600.0, hold=torch.Generator().manual_seed(7))  # held at once: the same
+    at_once = tile.w_mean.clone()
+    tile.drift_to(3600.0)
+    tile.hold_read(torch.Generator().manual_seed(7))
+    assert torch.equal(tile.w_mean, at_once) and tile.compensation == factor
+    fresh = AnalogTile(tile.config)  # programmed held: as programmed, then held
+    fresh.program(w, torch.Generator().manual_seed(0), hold=torch.Generator().manual_seed(7))
+    tile.program(w, torch.Generator().manual_seed(0))
+    tile.hold_read(torch.Generator().manual_seed(7))
+    assert fresh.held and torch.equal(fresh.w_mean, tile.w_mean)
+
+
 def test_effects_off_are_exact_and_cost_nothing():
     """Every new effect at its zero setting: analog == torch, no variance, no extra state."""
     w = torch.randn(5, 40)

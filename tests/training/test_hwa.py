@@ -74,6 +74,35 @@ def test_programming_is_redrawn_per_batch_per_epoch_or_fixed():
     assert torch.equal(first, net[3].tile.w_mean)
 
 
+def test_read_noise_per_batch_is_held_for_the_forward_pass_and_redrawn():
+    """``read_noise = "batch"``: one draw per mini-batch, so the forward pass is a smooth,
+    deterministic function of the input (autograd's gradient equals central differences),
+    and the next batch reads with a new draw; training is reproducible and differs from
+    per-read noise."""
+    net = convert(_net(), PCM)
+    chip = hwa._Chip(net, hwa.Injection(programming="fixed", read_noise="batch"), seed=1)
+    chip.program(0)
+    assert all(layer.tile.held for layer in analog_layers(net))
+    x = _data(2)[0].requires_grad_(True)
+    out = net(x)
+    out.square().sum().backward()
+    h = 1e-6
+    for idx in [(0, 0, 1, 2), (1, 0, 4, 4)]:
+        xp, xm = x.detach().clone(), x.detach().clone()
+        xp[idx] += h
+        xm[idx] -= h
+        with torch.no_grad():
+            fd = (net(xp).square().sum() - net(xm).square().sum()) / (2 * h)
+        assert float(x.grad[idx]) == pytest.approx(float(fd), rel=1e-6, abs=1e-9)
+    chip.program(0)
+    with torch.no_grad():
+        assert not torch.allclose(net(x), out)  # same programming, a new read draw
+    data, batch = _data(), RECIPE.model_copy(update={"read_noise": "batch"})
+    a, b = (hwa.train(_net(), PCM, data, batch)[3].weight for _ in range(2))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, hwa.train(_net(), PCM, data, RECIPE)[3].weight, atol=1e-6)
+
+
 def test_scaling_turns_noise_off_and_harsher():
     off = hwa.training_config(PCM, hwa.Injection(programming_scale=0, read_scale=0))
     assert not off.device.programming_error.active and not off.device.read_noise.active

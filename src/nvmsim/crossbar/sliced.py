@@ -103,8 +103,8 @@ class SlicedTile(nn.Module):
             t.noise_gradient = value
 
     def __getattr__(self, name: str):
-        if name in ("programmed", "rows", "cols", "groups", "row_blocks", "col_blocks", "time",
-                    "partition", "kernel_rows", "in_features", "out_features"):  # fmt: skip
+        if name in ("programmed", "held", "rows", "cols", "groups", "row_blocks", "col_blocks",
+                    "time", "partition", "kernel_rows", "in_features", "out_features"):  # fmt: skip
             return getattr(self.slices[0], name)
         return super().__getattr__(name)
 
@@ -118,19 +118,25 @@ class SlicedTile(nn.Module):
         return [(f"slice{j}", t) for j, t in enumerate(self.slices)]
 
     # ------------------------------------------------------------------ programming
-    def program(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> None:
+    def program(
+        self,
+        weight: torch.Tensor,
+        generator: torch.Generator | None = None,
+        hold: torch.Generator | None = None,
+    ) -> None:
         """Round ``weight`` (out, rows) to ``weight_slices * device.bits`` bits and program each
-        slice's digits (slice 0 first: the least significant)."""
+        slice's digits (slice 0 first: the least significant); ``hold`` as in
+        :meth:`AnalogTile.program`."""
         w = self._checked(weight)
         q = self._scale(w)
         if q is None:  # one slice of analog weights, inputs bit-serial
-            self.slices[0].program(w, generator)
+            self.slices[0].program(w, generator, hold=hold)
             return
         b, k = self.config.device.bits, self.config.crossbar.weight_slices
         offset = self.config.crossbar.mapping == "offset"
         digit_max = (2**b - 1) / 2 if offset else 2**b - 1
         for t, d in zip(self.slices, weight_digits(q, k, b, offset), strict=True):
-            t.program(d, generator, wmax=digit_max)
+            t.program(d, generator, wmax=digit_max, hold=hold)
 
     def restore(self, weight: torch.Tensor) -> None:
         """Recompute the slicing's own scale from ``weight`` once the slices' programmed state
@@ -175,13 +181,18 @@ class SlicedTile(nn.Module):
         self.w_read = self.product.kernel_weight((q * self.w_lsb).contiguous())
         return q
 
-    def drift_to(self, t_seconds: float) -> None:
+    def drift_to(self, t_seconds: float, hold: torch.Generator | None = None) -> None:
         for t in self.slices:
-            t.drift_to(t_seconds)
+            t.drift_to(t_seconds, hold)
 
     def _derive(self) -> None:
         for t in self.slices:
             t._derive()
+
+    def hold_read(self, generator: torch.Generator | None) -> None:
+        """Every slice reads one held draw of its devices (:meth:`AnalogTile.hold_read`)."""
+        for t in self.slices:
+            t.hold_read(generator)
 
     def reset_calibration(self) -> None:
         for t in self.slices:

@@ -68,7 +68,7 @@ _DERIVED = frozenset({
     "var_const", "ref_var", "_rw_mean", "_rb_mean", "_rw_var", "_rb_var", "_rw_ref", "_rb_ref",
     "_blocks_cache", "time", "wmax", "scale", "cols", "rows", "cal0", "programmed",
     "_alpha", "_alpha_ref", "_adc_index", "adc_unit", "_saturated", "_integer_weights",
-    "_exact_cache",
+    "_exact_cache", "held",
 })  # fmt: skip
 
 
@@ -129,6 +129,17 @@ def all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
+def _all_finite(*values: torch.Tensor | float | None) -> bool:
+    """Whether every given tensor and number is finite, with one check for all (a sum of
+    sums: an overflow or a NaN anywhere makes it non-finite)."""
+    total = 0.0
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            v = v.detach().sum(dtype=torch.float64)
+        total = total + (0.0 if v is None else v)
+    return math.isfinite(total) if isinstance(total, float) else bool(torch.isfinite(total))
+
+
 def require_finite(value: torch.Tensor | float | None, what: str, cause: str) -> None:
     """Raise :class:`NonFiniteError` unless ``value`` (a tensor, a number or ``None``) is
     finite."""
@@ -174,6 +185,7 @@ class AnalogTile(nn.Module):
         self.adc_design = adc_models.AdcDesign(**self.config.converter.adc_model.model_dump())
         self.bias_row = bool(bias_row)
         self.programmed = False
+        self.held = False  # reading one held draw of every device (see hold_read)
         self.name = ""  # the layer's name in its model, for messages (set by ``convert``)
         self.rows = self.cols = 0
         self.time = 0.0
@@ -244,10 +256,13 @@ class AnalogTile(nn.Module):
         weight: torch.Tensor,
         generator: torch.Generator | None = None,
         wmax: float | None = None,
+        hold: torch.Generator | None = None,
     ) -> None:
         """Map ``weight`` (out, rows) to conductances and write them, drawing everything that
         is fixed at programming time once from ``generator`` (on the weight's device).
         ``wmax`` fixes the weight of the top conductance (else ``max|W|`` or its percentile).
+        ``hold``: read with one held draw of the devices' read noise from this generator
+        (:meth:`hold_read`), without deriving the expected read it would replace.
 
         Order: target mapping -> quantisation (``bits`` / ``levels``) -> device range factor
         (``range_std``) -> programming error -> stuck-at faults -> dead rows / columns ->
@@ -315,7 +330,7 @@ class AnalogTile(nn.Module):
         self.cal0 = None
         self._draw_adc(generator, w)
         self.programmed = True
-        self.drift_to(0.0)
+        self.drift_to(0.0, hold)
 
     def _write(
         self, g: torch.Tensor, generator: torch.Generator | None
@@ -475,17 +490,20 @@ class AnalogTile(nn.Module):
             masks.append(torch.stack(per_group))
         return torch.stack(masks), (torch.stack(ref_masks) if with_ref else None)
 
-    def drift_to(self, t_seconds: float) -> None:
+    def drift_to(self, t_seconds: float, hold: torch.Generator | None = None) -> None:
         """Let the programmed conductances evolve to ``t_seconds`` after programming: power-law
-        drift, then retention loss (relaxation towards its target)."""
+        drift, then retention loss (relaxation towards its target); ``hold`` as in
+        :meth:`program`."""
         self._require_programmed()
         if not (t_seconds >= 0 and math.isfinite(t_seconds)):
             raise ValueError(f"t_seconds must be finite and >= 0, got {t_seconds}")
         self.time = float(t_seconds)
-        self._derive()
+        self._derive(hold)
 
-    def _derive(self) -> None:
-        """Everything a read needs, from the programmed state at ``self.time``."""
+    def _derive(self, hold: torch.Generator | None = None) -> None:
+        """Everything a read needs, from the programmed state at ``self.time`` (with ``hold``:
+        a held read drawn from it; the expected read is derived first only where drift
+        compensation takes its factors from it)."""
         dev = self.config.device
         tau = dev.retention.tau
         self._bounds = self._clip_bounds(self.range_factor)
@@ -498,7 +516,10 @@ class AnalogTile(nn.Module):
             g_inf = self._retention_target(self.range_factor_ref)
             ref = drift_fn.evolve(ref, self.time, self.nu_ref, dev.drift_t0, tau, g_inf)
             self.g_ref = ref if ref is self.g_ref0 else self._mask(ref, "dead_ref")
-        self._prepare_reads()
+        if hold is None or dev.drift_compensation:
+            self._prepare_reads()
+        if hold is not None:
+            self.hold_read(hold)
 
     def _apply(self, fn, recurse: bool = True):
         super()._apply(fn, recurse)
@@ -535,32 +556,55 @@ class AnalogTile(nn.Module):
         shift = noise.telegraph_shift(g, tn.kind, tn.delta) if tn.active else None
         return noise.read_moments(g, std, *bounds, shift=shift, p=tn.p)
 
-    def _prepare_reads(self) -> None:
-        """Expected weight and per-weight read variance in weight units, (G, rows, cols)."""
+    def _device_moments(
+        self, g: torch.Tensor, bounds: tuple[noise.Bound, noise.Bound], dead: str, effects: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean and variance (``None`` if reads are not random) of one read of devices ``g``."""
+        if not effects:
+            return g, None
+        m, v = self._moments(g, bounds)
+        return self._mask(m, dead), (self._mask(v, dead) if self.noisy else None)
+
+    def hold_read(self, generator: torch.Generator | None) -> None:
+        """Draw one read of every device (Gaussian and 1/f read noise, telegraph noise,
+        clipping, open devices; the oracle's per-device draw) and read with it, without
+        noise, until the next programming, drift or move: the read noise of a whole forward
+        pass at once, as hardware-aware training injects it per mini-batch (Joshi et al.,
+        Nat. Commun. 11, 2473 (2020)). Drift compensation keeps the expected read's
+        factors, as its calibration read is noise-free."""
+        self._require_programmed()
+        m = self._sample_devices(self.g, 1, self._bounds, "dead", generator)[0]
+        rm = None
+        if self.g_ref is not None:
+            r = self._sample_devices(self.g_ref, 1, self._bounds_ref, "dead_ref", generator)
+            rm = r[0]
+        self._prepare_reads(held=(m, rm))
+
+    def _prepare_reads(self, held: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> None:
+        """Expected weight and per-weight read variance in weight units, (G, rows, cols);
+        ``held``: one drawn read of every device and reference device, read as it is."""
         dev = self.config.device
         effects, self.noisy = self._read_effects()
-        if effects:
-            m, v = self._moments(self.g, self._bounds)
-            m = self._mask(m, "dead")
-            v = self._mask(v, "dead") if self.noisy else None
+        self.held = held is not None
+        v = rv = ref_var = None
+        if held is not None:
+            (m, rm), self.noisy = held, False
         else:
-            m, v = self.g, None
-        ref_var = rm = rv = None
-        if self.g_ref is not None:
-            if effects:
-                rm, rv = self._moments(self.g_ref, self._bounds_ref)
-                rm = self._mask(rm, "dead_ref")
-                rv = self._mask(rv, "dead_ref") if self.noisy else None
-            else:
-                rm = self.g_ref
+            m, v = self._device_moments(self.g, self._bounds, "dead", effects)
+            rm = None
+            if self.g_ref is not None:
+                rm, rv = self._device_moments(self.g_ref, self._bounds_ref, "dead_ref", effects)
         if self.config.crossbar.parasitics:
             m, rm = self._with_ir_drop(m, rm)
-        self._alpha = self._alpha_ref = None
         if dev.drift_compensation in ("column", "array"):
-            self._alpha, self._alpha_ref = a, a_ref = self._local_compensation(m, rm)
+            if held is None:
+                self._alpha, self._alpha_ref = self._local_compensation(m, rm)
+            a, a_ref = self._alpha, self._alpha_ref
             m, v = m * a, (None if v is None else v * a.square())
             if rm is not None:
                 rm, rv = rm * a_ref, (None if rv is None else rv * a_ref.square())
+        else:
+            self._alpha = self._alpha_ref = None
         var = None if v is None else v.sum(0)
         if rv is not None:
             ref_var = rv * self.scale**2
@@ -568,37 +612,40 @@ class AnalogTile(nn.Module):
         if rm is not None:
             mean = mean - self.expand_ref(rm)
         mean = mean * self.scale
-        self.compensation = 1.0
-        if dev.drift_compensation in (True, "global"):
-            self.compensation = alpha = self._drift_compensation(mean)
-            if alpha != 1.0:
-                mean = mean * alpha
-                var = None if var is None else var * alpha**2
-                ref_var = None if ref_var is None else ref_var * alpha**2
+        global_ = dev.drift_compensation in (True, "global")
+        if held is None or not global_:  # a held read keeps the expected read's factor
+            self.compensation = self._drift_compensation(mean) if global_ else 1.0
+        alpha = self.compensation
+        if alpha != 1.0:
+            mean = mean * alpha
+            var = None if var is None else var * alpha**2
+            ref_var = None if ref_var is None else ref_var * alpha**2
         self.w_mean = mean.contiguous()  # (G, rows, cols)
         self.var_const: float | None = None
         self.w_var = None
         if var is not None:
             var = var * self.scale**2
-            vmax = float(var.max()) if var.numel() else 0.0
-            if vmax - float(var.min()) <= self.config.moment_rtol * vmax:
+            vmin, vmax = (float(v) for v in torch.aminmax(var)) if var.numel() else (0.0, 0.0)
+            if vmax - vmin <= self.config.moment_rtol * vmax:
                 self.var_const = float(var.mean())
             else:
                 self.w_var = var.contiguous()
         self.ref_var = ref_var
-        cause = f"{self._read_cause()} (weight range Wmax = {self.wmax:.3g})"
-        require_finite(self.w_mean, "expected weight", cause)
-        require_finite(self.var_const, "read-noise variance", cause)
-        require_finite(self.w_var, "read-noise variance", cause)
-        require_finite(self.ref_var, "reference-column read-noise variance", cause)
+        if not _all_finite(self.w_mean, self.w_var, self.ref_var, self.var_const):
+            cause = f"{self._read_cause()} (weight range Wmax = {self.wmax:.3g})"
+            require_finite(self.w_mean, "expected weight", cause)
+            require_finite(self.var_const, "read-noise variance", cause)
+            require_finite(self.w_var, "read-noise variance", cause)
+            require_finite(self.ref_var, "reference-column read-noise variance", cause)
         # Read weights in the product's layout: (out, kernel_rows) and the bias row (out,).
         self._rw_mean, self._rb_mean = self._read_weight(self.w_mean)
         self._rw_var, self._rb_var = self._read_weight(self.w_var)
         self._rw_ref, self._rb_ref = self._read_weight(self.ref_var)
         self._blocks_cache = None
         self._exact_cache = None
-        w = self.w_mean
-        self._integer_weights = not self.noisy and bool(torch.equal(w, torch.round(w)))
+        w = self.w_mean  # whole-number weights matter only to integer reads of sliced tiles
+        integer = self.adc_unit is not None and not self.noisy
+        self._integer_weights = integer and bool(torch.equal(w, torch.round(w)))
 
     def _read_weight(
         self, m: torch.Tensor | None

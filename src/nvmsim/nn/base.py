@@ -8,7 +8,6 @@ from torch import nn
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar.products import Product
 from nvmsim.crossbar.sliced import make_tile
-from nvmsim.crossbar.tile import NonFiniteError, all_finite
 from nvmsim.seeds import generator_on
 
 
@@ -115,22 +114,30 @@ class AnalogMixin:
         b = self.bias._version if self.bias is not None else 0
         return (self.weight._version, b)
 
-    def program(self, generator: torch.Generator | None = None):
-        """Draw programming error, quantisation and faults once; returns ``self``."""
+    def program(self, generator: torch.Generator | None = None, hold_read: bool = False):
+        """Draw programming error, quantisation and faults once; returns ``self``. With
+        ``hold_read``, reads use one held draw of the read noise (see :meth:`hold_read`)."""
         if generator is None:
             generator = torch.Generator(device=self.weight.device).manual_seed(self.seed)
         generator = generator_on(generator, self.weight.device)
-        w = self._matrix()
-        if not all_finite(w):
-            raise NonFiniteError(f"{type(self).__name__}: weights contain NaN or inf")
-        self.tile.program(w, generator)
+        hold = self.generator if hold_read else None
+        self.tile.program(self._matrix(), generator, hold=hold)  # refuses NaN or inf weights
         self._programmed_version = self._version()
         return self
 
-    def drift_to(self, t_seconds: float):
-        """Conductance drift to ``t_seconds`` after programming; returns ``self``."""
+    def drift_to(self, t_seconds: float, hold_read: bool = False):
+        """Conductance drift to ``t_seconds`` after programming; returns ``self``. With
+        ``hold_read``, reads use one held draw of the read noise (see :meth:`hold_read`)."""
         self._ensure_programmed()
-        self.tile.drift_to(t_seconds)
+        self.tile.drift_to(t_seconds, self.generator if hold_read else None)
+        return self
+
+    def hold_read(self):
+        """Draw the read noise of every device once, from the read-noise stream, and read with
+        that draw until the next programming or drift (see
+        :meth:`~nvmsim.crossbar.tile.AnalogTile.hold_read`); returns ``self``."""
+        self._ensure_programmed()
+        self.tile.hold_read(self.generator)
         return self
 
     def reseed(self, seed: int) -> None:

@@ -41,6 +41,10 @@ class Injection(BaseModel):
     ``clip_sigma``: after every step clip each analog layer's weights to ``clip_sigma`` of
     their standard deviation (aihwkit's ``WeightClipType.LAYER_GAUSSIAN``; Joshi et al. use
     2.5 to 3.5), which keeps a few large weights from setting the conductance range.
+    ``read_noise``: fresh for every read (``"read"``: every output and time step draws its
+    own, the evaluation device's read, by the moment identity) or one draw of every device
+    per mini-batch (``"batch"``: the whole forward pass reads with it, as the weight noise of
+    Joshi et al.; a read is then one noiseless product, much faster, see ``nvmsim bench``).
     ``noise_gradient``: the input gradient of a noisy read is that of the sampled read, noise
     term included (``"sample"``), or of the expected read only (``"expected"``, aihwkit's
     ideal backward: a faster backward pass, and lower accuracy in docs/results.md).
@@ -61,6 +65,7 @@ class Injection(BaseModel):
     programming: Literal["batch", "epoch", "fixed"] = "batch"
     programming_scale: float = Field(1.0, ge=0.0, **_FINITE)
     read_scale: float = Field(1.0, ge=0.0, **_FINITE)
+    read_noise: Literal["read", "batch"] = "read"
     t_train: float = Field(0.0, ge=0.0, **_FINITE)
     output_noise: float = Field(0.0, ge=0.0, **_FINITE)
     clip_sigma: float | None = Field(None, gt=0.0, **_FINITE)
@@ -183,16 +188,18 @@ class _Chip:
         return torch.Generator(device=layer.weight.device).manual_seed(seed)
 
     def program(self, epoch: int) -> None:
-        """Map every layer's current weights with this batch's programming draw."""
+        """Map every layer's current weights with this batch's programming draw (and, with
+        ``read_noise = "batch"``, draw its read noise for the batch)."""
         mode, t = self.injection.programming, self.injection.t_train
+        batch = self.injection.read_noise == "batch"
         for layer, seed, stream in zip(self.layers, self.seeds, self.streams, strict=True):
             if mode == "batch":
                 gen = stream
             else:
                 gen = self._generator(layer, seed if mode == "fixed" else seed + epoch + 1)
-            layer.program(gen)
+            layer.program(gen, hold_read=batch and t == 0)
             if t > 0:
-                layer.drift_to(t)
+                layer.drift_to(t, hold_read=batch)
 
     @torch.no_grad()
     def clip(self) -> None:
