@@ -39,10 +39,13 @@ def scale(mapping: str, wmax: float, g_min: float) -> float:
 
 def to_conductances(w: torch.Tensor, mapping: str, wmax: float, g_min: float) -> torch.Tensor:
     """Target conductances, stacked on a leading axis: ``(G+, G-)`` or ``(G,)``."""
-    wc = w.clamp(-wmax, wmax) / wmax
+    wc = w.clamp(-wmax, wmax).div_(wmax)
     span = 1.0 - g_min
-    if mapping == "differential":
-        return torch.stack((g_min + span * wc.clamp_min(0), g_min + span * (-wc).clamp_min(0)))
+    if mapping == "differential":  # the positive part on G+, the negative part on G-
+        g = w.new_empty(2, *w.shape)
+        torch.clamp_min(wc, 0, out=g[0]).mul_(span).add_(g_min)
+        torch.clamp_max(wc, 0, out=g[1]).mul_(-span).add_(g_min)
+        return g
     if mapping == "offset":
         return (g_min + span * (wc + 1) / 2).unsqueeze(0)
     raise ValueError(f"unknown mapping {mapping!r} (expected 'differential' or 'offset')")

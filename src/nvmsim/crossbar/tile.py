@@ -135,7 +135,7 @@ def _all_finite(*values: torch.Tensor | float | None) -> bool:
     total = 0.0
     for v in values:
         if isinstance(v, torch.Tensor):
-            v = v.detach().sum(dtype=torch.float64)
+            v = v.detach().sum()
         total = total + (0.0 if v is None else v)
     return math.isfinite(total) if isinstance(total, float) else bool(torch.isfinite(total))
 

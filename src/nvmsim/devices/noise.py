@@ -51,9 +51,11 @@ def polynomial_std(g: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
     if not coeffs:
         raise ValueError("a polynomial needs at least one coefficient")
     *rest, last = coeffs
-    out = torch.full_like(g, last)
-    for c in reversed(rest):  # Horner, in place
-        out.mul_(g).add_(c)
+    if not rest:
+        return torch.full_like(g, max(0.0, last))
+    out = g * last
+    for i, c in enumerate(reversed(rest)):  # Horner, in place
+        (out.mul_(g) if i else out).add_(c)
     return out.clamp_min_(0.0)
 
 
@@ -77,7 +79,7 @@ def noise_std(
     if kind == "additive":
         return torch.full_like(g, sigma * g_max)
     if kind == "proportional":
-        return sigma * g.abs()
+        return g.abs().mul_(sigma)
     if kind == "table":
         return table_std(g, g_points, sigma_points)
     if kind == "polynomial":
@@ -106,7 +108,7 @@ def add_gaussian(
 ) -> torch.Tensor:
     """One draw of ``g + N(0, std**2)`` elementwise."""
     eps = torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
-    return g + std * eps
+    return eps.mul_(std).add_(g)
 
 
 def flicker_std(g: torch.Tensor, k: float, f_min: float, f_max: float) -> torch.Tensor:
