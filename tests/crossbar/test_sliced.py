@@ -185,6 +185,23 @@ def test_noisy_slices_match_explicit_sampling():
     assert torch.allclose(v1, v2, rtol=0.15)
 
 
+def test_every_slice_holds_one_read():
+    """A held read of a sliced layer: each slice reads one draw of its devices, so reads
+    repeat exactly (and differ from the noisy read) until a drift reads afresh."""
+    torch.manual_seed(3)
+    noisy = {"read_noise": {"kind": "additive", "sigma": 0.03}}
+    cfg = _config(2, 2, 6, 2, "twos_complement", "differential", 16, adc=None, device=noisy)
+    layer = AnalogLinear.from_torch(nn.Linear(24, 5).double(), cfg)
+    x = torch.randn(3, 24, dtype=torch.float64)
+    with torch.no_grad():
+        layer.hold_read()
+        assert layer.tile.held and all(t.held for t in layer.tile.slices)
+        a, b = layer(x), layer(x)
+        assert torch.equal(a, b)
+        layer.drift_to(0.0)
+        assert not layer.tile.held and not torch.equal(layer(x), layer(x))
+
+
 def test_chip_round_trip_and_counters_know_slices(tmp_path):
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(40, 16), nn.ReLU(), nn.Linear(16, 4))

@@ -97,6 +97,9 @@ def test_read_noise_per_batch_is_held_for_the_forward_pass_and_redrawn():
     chip.program(0)
     with torch.no_grad():
         assert not torch.allclose(net(x), out)  # same programming, a new read draw
+    drifting = hwa._Chip(net, hwa.Injection(t_train=60.0, read_noise="batch"), seed=1)
+    drifting.program(0)
+    assert all(m.tile.held and m.tile.time == 60.0 for m in analog_layers(net))
     data, batch = _data(), RECIPE.model_copy(update={"read_noise": "batch"})
     a, b = (hwa.train(_net(), PCM, data, batch)[3].weight for _ in range(2))
     assert torch.equal(a, b)

@@ -47,7 +47,8 @@ class Injection(BaseModel):
     Joshi et al.; a read is then one noiseless product, much faster, see ``nvmsim bench``).
     ``noise_gradient``: the input gradient of a noisy read is that of the sampled read, noise
     term included (``"sample"``), or of the expected read only (``"expected"``, aihwkit's
-    ideal backward: a faster backward pass, and lower accuracy in docs/results.md).
+    ideal backward: a faster backward pass, and lower accuracy in docs/results.md); a held
+    read (``read_noise = "batch"``) has no noise term, so this applies to per-read noise.
 
     ``input_range = "learned"`` (needs a DAC: ``converter.dac_bits`` with ``dac_range =
     "auto"``) gives every analog layer a trainable DAC range, as aihwkit's
