@@ -295,6 +295,16 @@ HELD_DEVICES = {
             "on_off_ratio": 10,
         },
     ),
+    "drift, per-column compensation, offset": (
+        "offset",
+        {
+            "read_noise": {"kind": "proportional", "sigma": 0.3},
+            "drift_nu": 0.1,
+            "drift_nu_std": 0.05,
+            "drift_compensation": "column",
+            "on_off_ratio": 10,
+        },
+    ),
 }
 
 
@@ -311,12 +321,14 @@ def test_a_held_read_is_one_draw_with_the_moments_of_a_read(case):
     tile.program(w, torch.Generator().manual_seed(0))
     tile.drift_to(3600.0)
     factor, draws = tile.compensation, torch.Generator().manual_seed(1)
+    alpha = None if tile._alpha is None else tile._alpha.clone()
     ym = read_many(tile, x, "moment", 2)
     held = []
     for _ in range(4000):
         tile.hold_read(draws)
         held.append(tile.read(x, torch.Generator().manual_seed(9)))
     assert tile.held and not tile.noisy and tile.compensation == factor
+    assert alpha is None or torch.equal(tile._alpha, alpha)  # the expected read's factors
     torch.testing.assert_close(tile.read(x, None), held[-1], rtol=0, atol=0)
     yh = torch.stack(held, 1)  # (inputs, holds, outputs)
     for k in range(x.shape[0]):
