@@ -53,9 +53,9 @@ def polynomial_std(g: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
     *rest, last = coeffs
     if not rest:
         return torch.full_like(g, max(0.0, last))
-    out = g * last
-    for i, c in enumerate(reversed(rest)):  # Horner, in place
-        (out.mul_(g) if i else out).add_(c)
+    out = (g * last).add_(rest[-1])
+    for c in reversed(rest[:-1]):  # Horner, in place
+        out.mul_(g).add_(c)
     return out.clamp_min_(0.0)
 
 
