@@ -31,6 +31,9 @@ def test_polynomial_std_and_its_floor_at_zero():
     torch.testing.assert_close(noise.polynomial_std(g, c), 0.01 + 0.08 * g - 0.05 * g**2)
     assert float(noise.polynomial_std(g, (-0.1, 0.05)).min()) == 0.0
     assert float(noise.noise_std(g, "polynomial", 0, coeffs=c)[-1]) == pytest.approx(0.04)
+    for coeffs in [(0.3,), (-0.2,), (0.01, 0.2, -0.3, 0.4)]:  # constant and cubic, numpy's value
+        want = np.clip(np.polynomial.polynomial.polyval(g.numpy(), coeffs), 0, None)
+        torch.testing.assert_close(noise.polynomial_std(g, coeffs), torch.from_numpy(want))
 
 
 def test_conductance_dependent_programming_error_has_the_tabulated_std():
