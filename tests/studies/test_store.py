@@ -144,3 +144,31 @@ def test_store_being_created_reads_as_none_yet(tmp_path):
         _add(s, "a", "r1", 0.5)
     with Store(path, readonly=True) as s:
         assert s.done_ids("a") == {"r1"}
+
+
+def test_a_store_locked_while_another_process_sets_it_up_is_waited_for(tmp_path, monkeypatch):
+    """Two processes creating one store can see "database is locked" at once, without
+    SQLite's busy wait (the switch to WAL): opening retries until the busy deadline, then
+    says so in one line."""
+    import nvmsim.studies.store as store_module
+
+    real, calls = Store._set_up, []
+
+    def locked_once(self, version):
+        calls.append(version)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        real(self, version)
+
+    monkeypatch.setattr(Store, "_set_up", locked_once)
+    with Store(tmp_path / "a.sqlite") as s:
+        _add(s, "st", "r1", 0.5)
+    assert len(calls) == 2
+
+    def always_locked(self, version):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Store, "_set_up", always_locked)
+    monkeypatch.setattr(store_module, "BUSY_SECONDS", 0.2)
+    with pytest.raises(StoreError, match=r"b\.sqlite: cannot write the result store: .*locked"):
+        Store(tmp_path / "b.sqlite")

@@ -135,11 +135,19 @@ def _schema_problem(info: dict[str, list[tuple]], version: int) -> str | None:
     return None
 
 
+#: how long a store waits for another process's lock before it gives up
+BUSY_SECONDS = 30.0
+
+
+def _locked(err: sqlite3.Error) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and "locked" in str(err)
+
+
 def _reader(path: Path) -> sqlite3.Connection:
     """A connection that this module only reads through. Neither SQLite's ``mode=ro`` nor
     ``query_only``: both fail with I/O errors on a WAL store that another process writes,
     as they may not recover its WAL index."""
-    return sqlite3.connect(path, timeout=30, check_same_thread=False)
+    return sqlite3.connect(path, timeout=BUSY_SECONDS, check_same_thread=False)
 
 
 _MIGRATE_1 = """
@@ -182,24 +190,37 @@ class Store:
                 f"{self.path}: cannot create its folder: {err.strerror or err}"
             ) from None
         self.db = self._connect(str(self.path))
-        try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            if version == 1:
-                self.db.executescript(f"BEGIN IMMEDIATE;{_MIGRATE_1}COMMIT;")
-            self.db.executescript(
-                f"BEGIN IMMEDIATE;{SCHEMA}PRAGMA application_id = {APPLICATION_ID};"
-                f"PRAGMA user_version = {FORMAT_VERSION};COMMIT;"
-            )
-        except sqlite3.Error as err:
-            self.db.rollback()
-            self.db.close()
-            raise StoreError(f"{self.path}: cannot write the result store: {err}") from None
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                self._set_up(version)
+                break
+            except sqlite3.Error as err:
+                self.db.rollback()
+                # Switching a new file to WAL while another process does the same can fail
+                # at once, without SQLite's busy wait: try again until the same deadline.
+                if _locked(err) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    version = _inspect(self.path)  # another process may have migrated it
+                    continue
+                self.db.close()
+                raise StoreError(f"{self.path}: cannot write the result store: {err}") from None
         self.version = FORMAT_VERSION
+
+    def _set_up(self, version: int | None) -> None:
+        """WAL mode, the format-1 migration, the schema and the format marks."""
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        if version == 1:
+            self.db.executescript(f"BEGIN IMMEDIATE;{_MIGRATE_1}COMMIT;")
+        self.db.executescript(
+            f"BEGIN IMMEDIATE;{SCHEMA}PRAGMA application_id = {APPLICATION_ID};"
+            f"PRAGMA user_version = {FORMAT_VERSION};COMMIT;"
+        )
 
     def _connect(self, target: str) -> sqlite3.Connection:
         try:
-            return sqlite3.connect(target, timeout=30, check_same_thread=False)
+            return sqlite3.connect(target, timeout=BUSY_SECONDS, check_same_thread=False)
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot open the result store: {err}") from None
 
