@@ -230,12 +230,9 @@ class SlicedTile(nn.Module):
         sizes = p.out_sizes(tuple(codes.shape[2:])) if p.dims else ()
         positions = math.prod(sizes)
         out = codes.new_empty(b * positions, first.out_features)
-        steps, ties_up = (
-            adc_models.steps(self.config.converter.adc_bits),
-            first.adc_design.kind != "uniform",
-        )
-
         conv = self.config.converter
+        steps = adc_models.steps(conv.adc_bits)
+        ties_up = first.adc_design.kind != "uniform"
         planes = integer_reads.Planes(conv.dac_bits, conv.input_bits_per_read, conv.input_encoding)
         args = (self._integer_arrays(), first.cols, planes, steps, ties_up)
         if not p.dims:

@@ -183,8 +183,8 @@ class AnalogRecurrent(OwnedArrays):
         else:
             s = gi
         if self.mode == "LSTM":
-            # The gates are column blocks of ``s``; torch's tanh and sigmoid are 2-3x faster
-            # on contiguous memory, and their outputs are (the values are the same).
+            # The gates are column blocks of ``s``: torch's tanh and sigmoid run 2-3x faster
+            # on contiguous memory (same values), and out-of-place outputs are contiguous.
             i, f, g, o = s.chunk(4, 1)
             i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
             g = g.contiguous()

@@ -201,7 +201,11 @@ class Store:
                 # at once, without SQLite's busy wait: try again until the same deadline.
                 if _locked(err) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                    version = _inspect(self.path)  # another process may have migrated it
+                    try:
+                        version = _inspect(self.path)  # another process may have migrated it
+                    except StoreError:
+                        self.db.close()
+                        raise
                     continue
                 self.db.close()
                 raise StoreError(f"{self.path}: cannot write the result store: {err}") from None
