@@ -450,6 +450,10 @@ class AnalogConfig(_Strict):
     crossbar: CrossbarConfig = CrossbarConfig()
     converter: ConverterConfig = ConverterConfig()
     read_noise_mode: Literal["moment", "sample"] = "moment"
+    #: how a CPU read draws its normals: ``"blocked"``, seeded blocks on all threads (fast,
+    #: independent of the thread count) or ``"serial"``, torch's one stream per generator
+    #: (the stream of nvmsim before blocks; see :mod:`nvmsim.crossbar.normals`)
+    read_noise_stream: Literal["blocked", "serial"] = "blocked"
     moment_rtol: Number = Field(1e-4, ge=0.0)
     seed: Integer = Field(0, ge=0)
 
@@ -461,6 +465,14 @@ class AnalogConfig(_Strict):
                 "with crossbar r_row / r_col / r_access"
             )
         return self
+
+    @property
+    def draws_at_read(self) -> bool:
+        """Whether a read draws normals (read, 1/f or telegraph noise, output noise): where
+        ``read_noise_stream`` can change a result."""
+        dev = self.device
+        noisy = dev.read_noise.active or dev.flicker_noise.active or dev.telegraph_noise.active
+        return noisy or self.converter.output_noise > 0
 
     @property
     def sliced(self) -> bool:

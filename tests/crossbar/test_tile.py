@@ -674,10 +674,18 @@ def test_blocked_noisy_reads_match_explicit_sampling(kind, mapping, clip):
     ],
 )
 @pytest.mark.parametrize("kind", ["additive", "proportional"])
-def test_chunked_reads_draw_exactly_the_numbers_of_one_read(monkeypatch, product, shape, adc, kind):
-    """A batch read in cache-sized chunks gives bit-identical outputs to one whole read."""
+@pytest.mark.parametrize("stream", ["blocked", "serial"])
+def test_chunked_reads_draw_exactly_the_numbers_of_one_read(
+    monkeypatch, product, shape, adc, kind, stream
+):
+    """A batch read in cache-sized chunks gives bit-identical outputs to one whole read
+    (blocked: blocks of 97 normals, so chunks and blocks do not line up)."""
+    from nvmsim.crossbar import normals
     from nvmsim.crossbar import tile as tile_mod
     from nvmsim.crossbar.products import Product
+
+    monkeypatch.setattr(normals, "BLOCK", 97)
+    monkeypatch.setattr(normals, "MIN_BLOCKED", 200)
 
     conv = {"dac_bits": 6, "adc_bits": 6} if adc else {}
     cfg = validate(
@@ -686,6 +694,7 @@ def test_chunked_reads_draw_exactly_the_numbers_of_one_read(monkeypatch, product
             "device": {"read_noise": {"kind": kind, "sigma": 0.1}, "on_off_ratio": 10},
             "crossbar": {"tile_rows": 8},
             "converter": conv,
+            "read_noise_stream": stream,
         },
     )
     p = Product((3, 3), (1, 1), (1, 1), (1, 1)) if product else Product()

@@ -56,8 +56,9 @@ def test_direct_conv_noise_matches_per_pixel_sampling():
             stats[mode, kind] = (y.mean(0), y.var(0))
     for kind in ("additive", "proportional"):
         (ma, va), (mb, vb) = stats["moment", kind], stats["sample", kind]
-        assert ((ma - mb).abs() <= 5 * (vb / 4000).sqrt() + 1e-6).all()
-        torch.testing.assert_close(va, vb, rtol=0.1, atol=1e-7)  # SE of a variance: ~2.2 %
+        assert ((ma - mb).abs() <= 5 * ((va + vb) / 4000).sqrt() + 1e-6).all()  # 5 SE
+        # SE of one variance over 4000 draws: sqrt(2 / 4000) = 2.2 %; of a ratio of two: 3.2 %
+        torch.testing.assert_close(va, vb, rtol=5 * 0.0316, atol=1e-7)
 
 
 def test_state_dict_and_groups():

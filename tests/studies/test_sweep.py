@@ -2,6 +2,7 @@ import pytest
 
 from nvmsim.config import ConfigError
 from nvmsim.studies.schema import load_study
+from nvmsim.studies.spec import RunSpec
 from nvmsim.studies.study import plan
 from nvmsim.studies.sweep import expand
 
@@ -209,3 +210,35 @@ def test_integers_still_count_as_floats_in_a_study(write_study):
     runs = expand(load_study(study)[0])
     assert runs[0].spec.train.lr == 1.0
     assert [r.spec.analog.device.read_noise.sigma for r in runs] == [0.0, 1.0]
+
+
+def test_only_runs_that_draw_at_read_on_a_new_stream_get_new_ids_and_seeds(write_study):
+    """Results stored before ``read_noise_stream`` were drawn serially: a serial run (or one
+    whose reads draw nothing) hashes as before; a blocked run with read noise is its own."""
+    sweep = 'sigma_syn = [0.0, 0.1]\n"analog.read_noise_stream" = ["serial", "blocked"]'
+    runs = {
+        (r.axes["sigma_syn"], r.axes["analog.read_noise_stream"]): r
+        for r in expand(load_study(write_study(sweep=sweep))[0])
+    }
+    assert (0.0, "blocked") not in runs  # the same run as (0.0, "serial"): one of them
+    serial, blocked = runs[0.1, "serial"].spec.hashed(), runs[0.1, "blocked"].spec.hashed()
+    assert "read_noise_stream" not in serial and "read_noise_stream" not in serial["analog"]
+    assert blocked.pop("read_noise_stream") == "blocked" and blocked == serial
+    assert runs[0.1, "serial"].run_id != runs[0.1, "blocked"].run_id
+    # the tree that executors carry keeps the stream
+    assert RunSpec.from_tree(runs[0.1, "serial"].config).analog.read_noise_stream == "serial"
+
+
+def test_hardware_aware_training_on_a_new_stream_is_its_own_train_key(write_study):
+    hwa = 'lr = 3e-3, mode = "hwa", analog = {{ device = "pcm"{} }} }}'
+
+    def key(stream: str) -> tuple[str, dict]:
+        path = write_study(name="h")
+        path.write_text(path.read_text().replace("lr = 3e-3 }", hwa.format(stream)))
+        run = expand(load_study(path)[0])[0]
+        return run.train_key, run.spec.train_config()
+
+    (serial, serial_cfg), (blocked, blocked_cfg) = key(', read_noise_stream = "serial"'), key("")
+    assert serial != blocked
+    assert "read_noise_stream" not in serial_cfg["train"]["analog"]
+    assert blocked_cfg["read_noise_stream"] == "blocked" and "read_noise_stream" not in serial_cfg

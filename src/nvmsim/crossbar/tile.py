@@ -42,7 +42,7 @@ from torch import nn
 
 from nvmsim.config import AnalogConfig
 from nvmsim.crossbar import adc as adc_models
-from nvmsim.crossbar import converters, mapping
+from nvmsim.crossbar import converters, mapping, normals
 from nvmsim.crossbar.products import Product, row_partition
 from nvmsim.devices import drift as drift_fn
 from nvmsim.devices import faults, levels, noise
@@ -826,11 +826,15 @@ class AnalogTile(nn.Module):
         rows = self._chunk_rows(x)
         if rows == x.shape[0]:
             return self._read_moments(x, generator, adc)
+        # one stream for the whole read: chunks draw exactly the numbers of one whole read
+        source = normals.for_read(
+            generator, x.shape[0] * self._normals_per_input(x), self.config.read_noise_stream
+        )
         if self.product.dims or x.requires_grad:
-            return torch.cat([self._read_moments(c, generator, adc) for c in x.split(rows)])
+            return torch.cat([self._read_moments(c, source, adc) for c in x.split(rows)])
         y = x.new_empty(x.shape[0], self.out_features)  # dense chunks are read into place
         for c, out in zip(x.split(rows), y.split(rows), strict=True):
-            self._read_moments(c, generator, adc, out)
+            self._read_moments(c, source, adc, out)
         return y
 
     def _managed_read(
@@ -872,7 +876,7 @@ class AnalogTile(nn.Module):
     def _read_moments(
         self,
         x: torch.Tensor,
-        generator: torch.Generator | None,
+        generator: normals.Source,
         adc: bool,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -910,12 +914,16 @@ class AnalogTile(nn.Module):
             or draws_more
         ):
             return b
-        sizes = self.product.out_sizes(tuple(x.shape[2:])) if self.product.dims else ()
-        arrays = self.row_blocks if adc else 1
-        per_input = max(1, self.out_features * math.prod(sizes) * arrays)
+        per_input = max(1, self._normals_per_input(x))
         if self.product.dims and b * per_input <= 16 * CHUNK_ELEMENTS:
             return b  # a convolution on a small batch runs best whole (oneDNN)
         return min(b, max(16, CHUNK_ELEMENTS // per_input // 16 * 16))
+
+    def _normals_per_input(self, x: torch.Tensor) -> int:
+        """Outputs (read-noise normals) per input of a moment read: per array with an ADC."""
+        sizes = self.product.out_sizes(tuple(x.shape[2:])) if self.product.dims else ()
+        arrays = self.row_blocks if self.config.converter.adc_bits is not None else 1
+        return self.out_features * math.prod(sizes) * arrays
 
     def _overflowed(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Raise for a read of finite inputs ``x`` whose output ``y`` is not finite."""
@@ -935,13 +943,13 @@ class AnalogTile(nn.Module):
         gradient of the expected read only: ``"expected"``)."""
         return x if self.noise_gradient == "sample" else x.detach()
 
-    def _randn(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+    def _randn(self, like: torch.Tensor, generator: normals.Source) -> torch.Tensor:
+        return normals.standard_normal(like, generator, self.config.read_noise_stream)
 
     def _read_moment(
         self,
         x: torch.Tensor,
-        generator: torch.Generator | None,
+        generator: normals.Source,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Whole-array read by the moment identity: (B, out, *spatial) (a dense read of one
@@ -973,7 +981,7 @@ class AnalogTile(nn.Module):
             y = y - self._ref_noise(x2, generator)
         return y
 
-    def _ref_noise(self, x2: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _ref_noise(self, x2: torch.Tensor, generator: normals.Source) -> torch.Tensor:
         """Noise of the shared reference column(s): common to all columns of one array."""
         var = self.product.apply(x2, self._rw_ref)  # (B, G*n_ca, *o)
         if self._rb_ref is not None:
@@ -1044,9 +1052,7 @@ class AnalogTile(nn.Module):
         self._blocks_cache = cache
         return cache
 
-    def _read_blocks_dense(
-        self, x: torch.Tensor, generator: torch.Generator | None
-    ) -> torch.Tensor:
+    def _read_blocks_dense(self, x: torch.Tensor, generator: normals.Source) -> torch.Tensor:
         """Partial sums of every row array of a dense product: (B, G, n_arrays, cols).
 
         One matmul per array on its column slice of ``x`` (BLAS reads the slice in place),
@@ -1104,7 +1110,7 @@ class AnalogTile(nn.Module):
         if bias:
             out += m[self.kernel_rows]
 
-    def _read_blocks(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _read_blocks(self, x: torch.Tensor, generator: normals.Source) -> torch.Tensor:
         """Partial sums of every row array: (B, G, n_arrays, cols, *o)."""
         c = self._block_setup()
         p, nb, b = self.product, self.row_blocks, x.shape[0]
@@ -1236,7 +1242,7 @@ class AnalogTile(nn.Module):
     def adc(
         self,
         y: torch.Tensor,
-        generator: torch.Generator | None = None,
+        generator: normals.Source = None,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Digitise partial sums ``(B, G, n_arrays, cols, *o)`` with one range per row array of
@@ -1250,7 +1256,7 @@ class AnalogTile(nn.Module):
         return _straight_through(self._add_partials(torch.clamp(y, -r, r)), q)
 
     def adc_partials(
-        self, y: torch.Tensor, generator: torch.Generator | None = None
+        self, y: torch.Tensor, generator: normals.Source = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Digitised partial sums (same shape as ``y``, detached) and the full range used."""
         conv = self.config.converter
@@ -1276,7 +1282,7 @@ class AnalogTile(nn.Module):
             codes = adc_models.convert(
                 yq.div_(lsb), bits, d, gain=per_column(self.adc_gain),
                 offset=per_column(self.adc_offset), table=self.adc_table,
-                index=per_column(index), generator=generator,
+                index=per_column(index), generator=normals.generator_of(generator),
             )  # fmt: skip
         if conv.bound_management != "none":  # per sample: did any ADC reach its bound?
             self._saturated = (codes.abs() >= s).flatten(1).any(1)
@@ -1371,7 +1377,7 @@ class AnalogTile(nn.Module):
         """Forget auto-calibrated converter ranges; the next read calibrates again."""
         self.dac_range = self.adc_range = None
 
-    def _output_noise(self, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _output_noise(self, y: torch.Tensor, generator: normals.Source) -> torch.Tensor:
         """Output noise of a read without ADC: each array's column adds its own."""
         sigma = self.config.converter.output_noise * math.sqrt(self.row_blocks)
         return y.add_(self._randn(y, generator), alpha=sigma) if sigma > 0 else y

@@ -73,10 +73,30 @@ def file_digest(path: str) -> str:
     return "sha256:" + _file_sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
+#: The read-noise stream of every result stored before ``read_noise_stream`` existed.
+LEGACY_STREAM = "serial"
+
+
+def _without_stream(analog: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """An analog tree without its read-noise stream, and the stream where it can change a
+    result: not the legacy one, and reads that draw (absent: the default)."""
+    default = AnalogConfig.model_fields["read_noise_stream"].default
+    stream = analog.get("read_noise_stream", default)
+    rest = {k: v for k, v in analog.items() if k != "read_noise_stream"}
+    if stream == LEGACY_STREAM or not AnalogConfig.model_validate(rest).draws_at_read:
+        return rest, None
+    return rest, stream
+
+
 def hashed_tree(tree: dict[str, Any]) -> dict[str, Any]:
     """What a run's id and seeds are hashed from: its tree with every location left out.
     A model file counts by its contents (:func:`file_digest`) and the data folder not at
-    all, so a study moved to another folder or machine keeps its ids and draws."""
+    all, so a study moved to another folder or machine keeps its ids and draws.
+
+    A run on the legacy read-noise stream (``read_noise_stream = "serial"``), or whose reads
+    draw nothing, hashes as every run did before that option; any other stream is named
+    beside the tree (for the evaluation and for hardware-aware training apart), so its ids
+    and seeds are its own."""
     source, data = tree.get("source") or {}, tree.get("data") or {}
     out = dict(tree)
     files = {k: file_digest(v) for k in ("checkpoint", "keras") if (v := source.get(k))}
@@ -84,6 +104,16 @@ def hashed_tree(tree: dict[str, Any]) -> dict[str, Any]:
         out["source"] = {**source, **files}
     if data.get("data_dir") is not None:
         out["data"] = {k: v for k, v in data.items() if k != "data_dir"}
+    if isinstance(tree.get("analog"), dict):
+        out["analog"], stream = _without_stream(tree["analog"])
+        if stream:
+            out["read_noise_stream"] = stream
+    train = tree.get("train")
+    if isinstance(train, dict) and isinstance(train.get("analog"), dict):
+        analog, stream = _without_stream(train["analog"])
+        out["train"] = {**train, "analog": analog}
+        if stream:
+            out["train_read_noise_stream"] = stream
     return out
 
 
@@ -139,6 +169,7 @@ class RunSpec(BaseModel):
             "train": tree["train"],
             "data": {k: tree["data"][k] for k in ("dataset", "preprocess", "crop")},
             "seed": tree["seed"],
+            **({"read_noise_stream": s} if (s := tree.get("train_read_noise_stream")) else {}),
         }
 
     @classmethod
