@@ -7,7 +7,7 @@ import torch
 
 from nvmsim.config import AnalogConfig, validate
 from nvmsim.crossbar.converters import quantize_symmetric
-from nvmsim.crossbar.tile import AnalogTile, NotProgrammedError
+from nvmsim.crossbar.tile import AnalogTile, NotProgrammedError, add_reads
 
 REPEATS = 20_000
 
@@ -710,3 +710,44 @@ def test_chunked_reads_draw_exactly_the_numbers_of_one_read(
         assert t._chunk_rows(x) == (x.shape[0] if elements > 64 else 16)
         outs.append(t.read(x, g))
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("kind", ["additive", "proportional"])
+@pytest.mark.parametrize("bias", ["analog", "digital"])
+def test_a_read_by_its_moments_is_the_read(kind, bias):
+    """``add_reads`` of one read's moments draws what ``read`` draws from the same generator:
+    the same outputs and the same input gradient (noise term included)."""
+    cfg = validate(AnalogConfig, {
+        "device": {"read_noise": {"kind": kind, "sigma": 0.1}, "on_off_ratio": 10},
+        "crossbar": {"bias": bias}, "read_noise_stream": "serial",
+    })  # fmt: skip
+    t = AnalogTile(cfg, bias_row=bias == "analog")
+    g = torch.Generator().manual_seed(0)
+    t.program(torch.randn(5, 7 + (bias == "analog"), generator=g), g)
+    b = None if bias == "analog" else torch.randn(5, generator=g)
+    outs, grads = [], []
+    for how in ("read", "moments"):
+        x = torch.rand(9, 7, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        gen = torch.Generator().manual_seed(2)
+        if how == "read":
+            y = t.read(x, gen, bias=b)
+        else:
+            y = add_reads([t.read_moments(x, b)], gen, "serial")
+        y.square().sum().backward()
+        outs.append(y.detach())
+        grads.append(x.grad)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+
+
+def test_reads_with_converters_have_no_moments_to_add():
+    cfg = validate(AnalogConfig, {"converter": {"adc_bits": 6}})
+    t = AnalogTile(cfg)
+    t.program(torch.randn(3, 4), torch.Generator().manual_seed(0))
+    assert not t.sums_by_moments
+    with pytest.raises(ValueError, match="needs a read that is its mean plus Gaussian noise"):
+        t.read_moments(torch.rand(2, 4))
+    ideal = AnalogTile(AnalogConfig())
+    ideal.program(torch.randn(3, 4))
+    with pytest.raises(ValueError, match=r"input must have shape \(batch, 4\)"):
+        ideal.read_moments(torch.rand(2, 5))

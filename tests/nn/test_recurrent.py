@@ -183,17 +183,19 @@ def test_joint_read_is_one_read_of_the_stacked_arrays(noise):
     x, h0 = torch.rand(1, 2, 5, dtype=torch.float64), torch.rand(1, 2, 4, dtype=torch.float64)
     device = {"read_noise": {"kind": noise, "sigma": 0.1}, "on_off_ratio": 10, "clip": "none"}
     reads = {}
-    for name, mode, rec in [
-        ("joint", "moment", "joint"),
-        ("sampled", "sample", "joint"),
-        ("split", "moment", "split"),
+    for name, mode, rec, stream in [
+        ("joint", "moment", "joint", "blocked"),
+        ("sampled", "sample", "joint", "blocked"),
+        ("split", "moment", "split", "blocked"),  # two reads added, one draw
+        ("split_serial", "moment", "split", "serial"),  # two reads, two draws
     ]:
         cfg = validate(AnalogConfig, {"device": device, "read_noise_mode": mode,
-                                      "crossbar": {"recurrent": rec}})  # fmt: skip
+                                      "crossbar": {"recurrent": rec},
+                                      "read_noise_stream": stream})  # fmt: skip
         reads[name] = _pre_activations(convert(ref, cfg), x, h0, 4000)
     assert reads["joint"].min() > 0  # ReLU stayed linear
     n = 4000
-    for other in ("sampled", "split"):
+    for other in ("sampled", "split", "split_serial"):
         a, b = reads["joint"], reads[other]
         se_mean = (a.var(0) / n + b.var(0) / n).sqrt()
         assert ((a.mean(0) - b.mean(0)).abs() < 5 * se_mean).all()
@@ -203,26 +205,36 @@ def test_joint_read_is_one_read_of_the_stacked_arrays(noise):
     assert (reads["joint"].var(0) > 0).all()
 
 
-def test_joint_read_draws_once_per_gate_column_and_step(monkeypatch):
-    from nvmsim.crossbar.tile import AnalogTile
+def test_joint_and_added_split_reads_draw_once_per_gate_column_and_step(monkeypatch):
+    """Joint arrays read once per step; split arrays read twice, but on the blocked stream
+    their two reads (mean plus Gaussian noise each, nothing after) are drawn as one."""
+    from nvmsim.crossbar import normals
 
     drawn = []
-    randn = AnalogTile._randn
+    draw = normals.standard_normal
 
-    def counted(self, like, g):
+    def counted(like, source, stream):
         drawn.append(like.numel())
-        return randn(self, like, g)
+        return draw(like, source, stream)
 
-    monkeypatch.setattr(AnalogTile, "_randn", counted)
+    monkeypatch.setattr(normals, "standard_normal", counted)
     x = torch.rand(5, 2, 3)  # 5 steps, batch 2; 4 gates of 4 units
-    for rec, per_read in (("joint", 1), ("split", 2)):
+    for rec, stream, per_step in (
+        ("joint", "blocked", 1), ("split", "blocked", 1), ("split", "serial", 2)
+    ):  # fmt: skip
         cfg = validate(AnalogConfig, {
             "device": {"read_noise": {"kind": "additive", "sigma": 0.1}},
-            "crossbar": {"recurrent": rec},
+            "crossbar": {"recurrent": rec}, "read_noise_stream": stream,
         })  # fmt: skip
         drawn.clear()
         convert(nn.LSTM(3, 4), cfg)(x)
-        assert sum(drawn) == per_read * 5 * 2 * 16
+        assert sum(drawn) == per_step * 5 * 2 * 16, (rec, stream)
+    cfg = validate(AnalogConfig, {  # a GRU's candidate scales its recurrent read: two draws
+        "device": {"read_noise": {"kind": "additive", "sigma": 0.1}},
+    })  # fmt: skip
+    drawn.clear()
+    convert(nn.GRU(3, 4), cfg)(x)
+    assert sum(drawn) == 2 * 5 * 2 * 12
 
 
 def _fine_adc(rec: str) -> AnalogConfig:

@@ -114,6 +114,31 @@ def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
+def add_reads(
+    reads: list[tuple[torch.Tensor, torch.Tensor | None]],
+    generator: torch.Generator | None,
+    stream: normals.Stream,
+) -> torch.Tensor:
+    """The digital sum of independent reads given by their moments
+    (:meth:`AnalogTile.read_moments`, same groups and columns): the summed means plus one
+    draw with the summed variance, which has exactly the distribution of drawing each read's
+    noise and adding the reads."""
+    mean = reads[0][0]
+    for m, _ in reads[1:]:
+        mean = mean + m
+    parts = [v for _, v in reads if v is not None]
+    if not parts:
+        return mean
+    var = parts[0]
+    for v in parts[1:]:
+        var = var + v
+    yg = mean.view(mean.shape[0], var.shape[1], -1, *mean.shape[2:])
+    eps = normals.standard_normal(yg, generator, stream)
+    if yg.requires_grad or var.requires_grad or len(reads) == 1:
+        return (yg + _std(var) * eps).view(mean.shape)  # (never overwrites a caller's read)
+    return yg.addcmul_(_std(var) if len(parts) > 1 else var.sqrt(), eps).view(mean.shape)
+
+
 class NotProgrammedError(RuntimeError):
     """Raised when a tile is read before :meth:`AnalogTile.program`."""
 
@@ -783,11 +808,7 @@ class AnalogTile(nn.Module):
         that of the expected read (the programmed, drifted mean weights), as aihwkit's ideal
         backward pass, and faster. DAC and ADC rounding is straight-through.
         """
-        self._require_programmed()
-        n_in = self.kernel_rows * self.groups // self.product.unit
-        if x.dim() != 2 + self.product.dims or x.shape[1] != n_in:
-            kind = "(batch, {})" if not self.product.dims else "(batch, {}, *spatial)"
-            raise ValueError(f"input must have shape {kind.format(n_in)}, got {tuple(x.shape)}")
+        self._check_input(x)
         conv = self.config.converter
         x_in = x
         # convolutions run channels-last (oneDNN's fast layout); outputs stay channels-last
@@ -807,6 +828,13 @@ class AnalogTile(nn.Module):
         if not all_finite(y) and all_finite(x_in):  # non-finite inputs may give anything
             self._overflowed(x_in, y)
         return y
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        self._require_programmed()
+        n_in = self.kernel_rows * self.groups // self.product.unit
+        if x.dim() != 2 + self.product.dims or x.shape[1] != n_in:
+            kind = "(batch, {})" if not self.product.dims else "(batch, {}, *spatial)"
+            raise ValueError(f"input must have shape {kind.format(n_in)}, got {tuple(x.shape)}")
 
     def _read_once(
         self,
@@ -954,6 +982,20 @@ class AnalogTile(nn.Module):
     ) -> torch.Tensor:
         """Whole-array read by the moment identity: (B, out, *spatial) (a dense read of one
         group may be written into ``out``)."""
+        y = self._expected(x, out)
+        if not self.noisy:
+            return y
+        x = self._noise_input(x)
+        x2 = x.square() if self.var_const is None or self.ref_var is not None else None
+        var = self._variance(x, x2)
+        yg = y.view(y.shape[0], self.groups, self.cols, *y.shape[2:])
+        y = yg.addcmul_(_std(var), self._randn(yg, generator)).view(y.shape)
+        if self.ref_var is not None:
+            y = y - self._ref_noise(x2, generator)
+        return y
+
+    def _expected(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The expected read (analog bias row included): (B, out, *o)."""
         p = self.product
         if out is not None and not p.kernel and self.groups == 1:
             y = torch.mm(x, self._rw_mean.t(), out=out)
@@ -961,25 +1003,60 @@ class AnalogTile(nn.Module):
             y = p.apply(x, self._rw_mean)
         if self._rb_mean is not None:
             y = y.add_(self._bias_view(self._rb_mean))
-        if not self.noisy:
-            return y
-        x = self._noise_input(x)
-        x2 = None if self.var_const is not None and self.ref_var is None else x.square()
-        if self.var_const is not None:  # Var[W] constant: a channel sum of x**2
+        return y
+
+    def _variance(self, x: torch.Tensor, x2: torch.Tensor | None) -> torch.Tensor:
+        """The read's variance per group and column, ``(B, G, cols, *o)``, or ``(B, G, 1, *o)``
+        for a constant ``Var[W]`` (a channel sum of ``x**2``, the same for all columns)."""
+        p = self.product
+        if self.var_const is not None:
             s = p.channel_sums(x, squared=True)  # (B, G, *o)
             if self.bias_row:
                 s = s + 1.0
-            std = _std(s.mul_(self.var_const)).unsqueeze(2)  # (B, G, 1, *o): all columns
-            yg = y.view(y.shape[0], self.groups, self.cols, *y.shape[2:])
-            y = yg.addcmul_(std, self._randn(yg, generator)).view(y.shape)
-        else:
-            var = p.apply(x2, self._rw_var)
-            if self._rb_var is not None:
-                var = var + self._bias_view(self._rb_var)
-            y = y.addcmul_(_std(var), self._randn(y, generator))
-        if self.ref_var is not None:
-            y = y - self._ref_noise(x2, generator)
-        return y
+            return s.mul_(self.var_const).unsqueeze(2)
+        var = p.apply(x2, self._rw_var)
+        if self._rb_var is not None:
+            var = var + self._bias_view(self._rb_var)
+        return var.view(var.shape[0], self.groups, self.cols, *var.shape[2:])
+
+    @property
+    def sums_by_moments(self) -> bool:
+        """Whether a read is exactly its expected value plus independent Gaussian noise per
+        output, with nothing after it (no converters, output or reference-column noise,
+        management or explicit sampling): such reads of several arrays add digitally as one
+        draw (:func:`add_reads`)."""
+        cfg, conv = self.config, self.config.converter
+        return (
+            cfg.read_noise_mode == "moment"
+            and conv.dac_bits is None
+            and conv.adc_bits is None
+            and conv.output_noise == 0
+            and (conv.noise_management, conv.bound_management) == ("none", "none")
+            and not (self.noisy and self.ref_var is not None)
+        )
+
+    def read_moments(
+        self, x: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean ``(B, out, *o)`` (plus a digital ``bias``) and variance (see
+        :meth:`_variance`; None without noise) of one read of ``x``, drawing nothing: the
+        read of an array whose output is added to another's (:func:`add_reads`). Needs
+        :attr:`sums_by_moments`."""
+        self._check_input(x)
+        if not self.sums_by_moments:
+            raise ValueError(
+                "read_moments needs a read that is its mean plus Gaussian noise: no DAC, ADC, "
+                "output or reference-column noise, management or explicit sampling"
+            )
+        x = x.to(self.w_mean.dtype).contiguous(memory_format=self._fmt)
+        y = self._expected(x)
+        if bias is not None:
+            b = self._bias_view(bias)
+            y = y + b if y.requires_grad or b.requires_grad else y.add_(b)
+        if not self.noisy:
+            return y, None
+        x = self._noise_input(x)
+        return y, self._variance(x, None if self.var_const is not None else x.square())
 
     def _ref_noise(self, x2: torch.Tensor, generator: normals.Source) -> torch.Tensor:
         """Noise of the shared reference column(s): common to all columns of one array."""

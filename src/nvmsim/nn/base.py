@@ -170,6 +170,18 @@ class AnalogMixin:
         y = self.tile.read(
             x, self.generator, self._digital_bias(), dac_range=self.fixed_dac_range()
         )
+        return self._with_weight_gradient(y, x)
+
+    def read_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean and variance of one read of ``x``, drawing nothing
+        (:meth:`~nvmsim.crossbar.tile.AnalogTile.read_moments`): a read that another array's
+        adds to (:func:`~nvmsim.crossbar.tile.add_reads`). The mean carries the weight's
+        gradient as a read does."""
+        self._ensure_programmed()
+        mean, var = self.tile.read_moments(x, self._digital_bias())
+        return self._with_weight_gradient(mean, x), var
+
+    def _with_weight_gradient(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         b = self.bias
         wants = self.weight.requires_grad or (b is not None and b.requires_grad)
         if not (torch.is_grad_enabled() and wants):

@@ -10,6 +10,9 @@ parameters by name, so nothing is stored twice and every helper that walks analo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -45,6 +48,7 @@ class OwnedMatrix(AnalogMixin, nn.Module):
         # slices [start, stop) of the owner's output rows (None: all of them)
         self.out_rows, self.bias_rows = rows, bias_rows if bias_rows is not None else rows
         self._init_analog(config, seed, Product())
+        self._deferred: list[torch.Tensor | None] | None = None
 
     def _param(self, name: str, rows: tuple[int, int] | None) -> torch.Tensor:
         p = self._owner.get_parameter(name)
@@ -73,9 +77,25 @@ class OwnedMatrix(AnalogMixin, nn.Module):
             self._programmed_version = self._version()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One read of every row of ``x`` (``(N, in)``): ``(N, out)``, fresh noise per row."""
+        """One read of every row of ``x`` (``(N, in)``): ``(N, out)``, fresh noise per row.
+        Inside :meth:`deferring`, the expected read, its variance kept for the owner."""
         self._ensure_programmed()
-        return self._read(x)
+        if self._deferred is None:
+            return self._read(x)
+        mean, var = self.read_moments(x)
+        self._deferred.append(var)
+        return mean
+
+    @contextmanager
+    def deferring(self) -> Iterator[list[torch.Tensor | None]]:
+        """Reads whose noise the owner draws: each call returns the expected read (through
+        ``__call__``, so hooks see every read) and appends its variance to the list
+        yielded, for :func:`~nvmsim.crossbar.tile.add_reads` with another array's read."""
+        self._deferred = []
+        try:
+            yield self._deferred
+        finally:
+            self._deferred = None
 
     def extra_repr(self) -> str:
         w = self.weight

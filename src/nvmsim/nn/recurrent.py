@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from nvmsim.config import AnalogConfig
-from nvmsim.crossbar.tile import AnalogTile
+from nvmsim.crossbar.tile import AnalogTile, add_reads
 from nvmsim.nn.base import AnalogMixin
 from nvmsim.nn.owned import OwnedArrays, OwnedMatrix
 from nvmsim.seeds import spawn_seeds
@@ -199,6 +199,17 @@ class AnalogRecurrent(OwnedArrays):
             return (s.tanh_() if self.mode == "RNN_TANH" else s.relu_()), c
         return (torch.tanh(s) if self.mode == "RNN_TANH" else torch.relu(s)), c
 
+    def _adds_reads(self, ih: nn.Module, hh: nn.Module) -> bool:
+        """Whether a step's two split reads are drawn as one (:func:`add_reads`): gates that
+        add them as they are (not a GRU's, whose candidate scales the recurrent part first),
+        reads that are their mean plus Gaussian noise, on the blocked stream (the serial one
+        keeps its two draws per step)."""
+        if self.mode == "GRU" or self.config.read_noise_stream != "blocked":
+            return False
+        for a in (ih, hh):
+            a._ensure_programmed()
+        return all(isinstance(a.tile, AnalogTile) and a.tile.sums_by_moments for a in (ih, hh))
+
     def _direction(self, x, h, c, sfx: str, reverse: bool):
         """Run one direction of one layer over ``x`` (T, B, in): outputs (T, B, H_out)."""
         t_len, b = x.shape[:2]
@@ -214,8 +225,19 @@ class AnalogRecurrent(OwnedArrays):
 
             outs = joint_steps(self.arrays[f"joint{sfx}"], cell, x, h, order)
             return torch.stack(outs), outs[0 if reverse else -1], cell_state[0]
-        gi = self.arrays[f"ih{sfx}"](x.reshape(t_len * b, -1)).view(t_len, b, -1)
-        hh = self.arrays[f"hh{sfx}"]
+        ih, hh = self.arrays[f"ih{sfx}"], self.arrays[f"hh{sfx}"]
+        if self._adds_reads(ih, hh):
+            stream = self.config.read_noise_stream
+            with ih.deferring() as var_i, hh.deferring() as var_h:
+                gi = ih(x.reshape(t_len * b, -1)).view(t_len, b, -1)  # every step's input read
+                vi = var_i.pop()
+                vi = None if vi is None else vi.view(t_len, b, *vi.shape[1:])
+                for t in order:
+                    reads = [(gi[t], None if vi is None else vi[t]), (hh(h), var_h.pop())]
+                    h, c = self._cell(add_reads(reads, hh.generator, stream), None, h, c, hr)
+                    outs[t] = h
+            return torch.stack(outs), h, c
+        gi = ih(x.reshape(t_len * b, -1)).view(t_len, b, -1)
         for t in order:
             h, c = self._cell(gi[t], hh(h), h, c, hr)
             outs[t] = h
