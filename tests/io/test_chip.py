@@ -224,9 +224,31 @@ def test_other_config(saved):
     cfg = CFG.model_copy(update={"seed": 3})
     target = nvmsim.convert(_torch_net(seed=5), cfg)
     before = _snapshot(target)
-    with pytest.raises(ChipError, match=r"layer '0' was programmed with another config"):
+    with pytest.raises(ChipError, match=r"layer '0' was programmed with another config \(seed: "):
         load_chip(target, path)
     _same(before, _snapshot(target))
+
+
+def test_a_chip_saved_before_the_read_noise_stream_option_reads_on_the_serial_stream(
+    saved, tmp_path
+):
+    """Files without ``read_noise_stream`` were read serially: they load into a model on the
+    serial stream (bit-identically) and name the setting for any other."""
+    model, path = saved
+    tensors, meta = _read(path)
+    layers = json.loads(meta["layers"])
+    for entry in layers.values():
+        entry["config"].pop("read_noise_stream")
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={**meta, "layers": json.dumps(layers)})
+    blocked = nvmsim.convert(_torch_net(seed=5), CFG)
+    with pytest.raises(ChipError, match=r"read_noise_stream: file 'serial', model 'blocked'"):
+        load_chip(blocked, old)
+    serial_cfg = CFG.model_copy(update={"read_noise_stream": "serial"})
+    serial = load_chip(nvmsim.convert(_torch_net(seed=5), serial_cfg), old)
+    again = load_chip(nvmsim.convert(_torch_net(seed=5), serial_cfg), old)
+    with torch.no_grad():
+        assert torch.equal(serial(_x()), again(_x()))
 
 
 def _read(path):

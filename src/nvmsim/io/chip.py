@@ -85,6 +85,33 @@ def save_chip(model: nn.Module, path: str | os.PathLike) -> Path:
     return atomic_write(path, _st_save(tensors, metadata=metadata))
 
 
+def _stream_named(config: object) -> object:
+    """A saved config; a file from before ``read_noise_stream`` read on the serial stream."""
+    if isinstance(config, dict) and "read_noise_stream" not in config:
+        return {**config, "read_noise_stream": "serial"}
+    return config
+
+
+def _config_difference(saved: object, mine: object, where: str = "") -> str | None:
+    """The first setting in which a saved config differs from the model's, or None."""
+    if isinstance(saved, dict) and isinstance(mine, dict):
+        for key in sorted(set(saved) | set(mine), key=str):
+            if key not in saved or key not in mine:
+                return f"{where}{key}: in {'the model' if key in mine else 'the file'} only"
+            differs = _config_difference(saved[key], mine[key], f"{where}{key}.")
+            if differs:
+                return differs
+        return None
+    if saved == mine:
+        return None
+
+    def shown(value: object) -> str:
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return f"{where.rstrip('.') or 'config'}: file {shown(saved)}, model {shown(mine)}"
+
+
 def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a chip saved by :func:`save_chip` into ``model`` (same architecture, converted with
     the same config); returns ``model``. Nothing is changed when the file does not fit."""
@@ -127,8 +154,12 @@ def load_chip(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         raise ChipError(f"{path}: unexpected tensor {extra[0]!r}")
     loaded = {}
     for name, layer in layers.items():
-        if saved[name]["config"] != layer.config.model_dump(mode="json"):
-            raise ChipError(f"{path}: layer {name!r} was programmed with another config")
+        differs = _config_difference(_stream_named(saved[name]["config"]),
+                                     layer.config.model_dump(mode="json"))  # fmt: skip
+        if differs:
+            raise ChipError(
+                f"{path}: layer {name!r} was programmed with another config ({differs})"
+            )
         layer._ensure_programmed()  # the model's own state gives this architecture's shapes
         scalars, parts = saved[name]["scalars"], _parts(layer)
         per = scalars if isinstance(layer.tile, SlicedTile) else {"": scalars}
