@@ -134,9 +134,11 @@ def add_reads(
         var = var + v
     yg = mean.view(mean.shape[0], var.shape[1], -1, *mean.shape[2:])
     eps = normals.standard_normal(yg, generator, stream)
-    if yg.requires_grad or var.requires_grad or len(reads) == 1:
-        return (yg + _std(var) * eps).view(mean.shape)  # (never overwrites a caller's read)
-    return yg.addcmul_(_std(var) if len(parts) > 1 else var.sqrt(), eps).view(mean.shape)
+    if yg.requires_grad or var.requires_grad:
+        return (yg + _std(var) * eps).view(mean.shape)
+    # in place only on the sums, which are new tensors; a caller's own read is kept
+    std = _std(var) if len(parts) > 1 else var.sqrt()
+    return (yg.addcmul_(std, eps) if len(reads) > 1 else yg + std * eps).view(mean.shape)
 
 
 class NotProgrammedError(RuntimeError):
@@ -808,11 +810,8 @@ class AnalogTile(nn.Module):
         that of the expected read (the programmed, drifted mean weights), as aihwkit's ideal
         backward pass, and faster. DAC and ADC rounding is straight-through.
         """
-        self._check_input(x)
         conv = self.config.converter
-        x_in = x
-        # convolutions run channels-last (oneDNN's fast layout); outputs stay channels-last
-        x = x.to(self.w_mean.dtype).contiguous(memory_format=self._fmt)
+        x_in, x = x, self._prepared(x)
         if dac_range is not None:
             if conv.noise_management != "none":
                 raise ValueError("a fixed DAC range and noise management exclude each other")
@@ -822,19 +821,27 @@ class AnalogTile(nn.Module):
             y = self._read_once(x, generator, apply_dac, dac_range)
         else:
             y = self._managed_read(x, generator, apply_dac)
-        if bias is not None:
-            b = self._bias_view(bias)
-            y = y + b if y.requires_grad or b.requires_grad else y.add_(b)
+        y = self._plus_bias(y, bias)
         if not all_finite(y) and all_finite(x_in):  # non-finite inputs may give anything
             self._overflowed(x_in, y)
         return y
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _prepared(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` checked against the arrays' rows, in the tile's dtype; convolutions run
+        channels-last (oneDNN's fast layout), and their outputs stay channels-last."""
         self._require_programmed()
         n_in = self.kernel_rows * self.groups // self.product.unit
         if x.dim() != 2 + self.product.dims or x.shape[1] != n_in:
             kind = "(batch, {})" if not self.product.dims else "(batch, {}, *spatial)"
             raise ValueError(f"input must have shape {kind.format(n_in)}, got {tuple(x.shape)}")
+        return x.to(self.w_mean.dtype).contiguous(memory_format=self._fmt)
+
+    def _plus_bias(self, y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``y`` plus a digital bias (in place unless a gradient needs ``y``)."""
+        if bias is None:
+            return y
+        b = self._bias_view(bias)
+        return y + b if y.requires_grad or b.requires_grad else y.add_(b)
 
     def _read_once(
         self,
@@ -1042,17 +1049,13 @@ class AnalogTile(nn.Module):
         :meth:`_variance`; None without noise) of one read of ``x``, drawing nothing: the
         read of an array whose output is added to another's (:func:`add_reads`). Needs
         :attr:`sums_by_moments`."""
-        self._check_input(x)
+        x = self._prepared(x)
         if not self.sums_by_moments:
             raise ValueError(
                 "read_moments needs a read that is its mean plus Gaussian noise: no DAC, ADC, "
                 "output or reference-column noise, management or explicit sampling"
             )
-        x = x.to(self.w_mean.dtype).contiguous(memory_format=self._fmt)
-        y = self._expected(x)
-        if bias is not None:
-            b = self._bias_view(bias)
-            y = y + b if y.requires_grad or b.requires_grad else y.add_(b)
+        y = self._plus_bias(self._expected(x), bias)
         if not self.noisy:
             return y, None
         x = self._noise_input(x)
