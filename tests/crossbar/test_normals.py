@@ -25,6 +25,22 @@ def test_a_stream_taken_in_pieces_is_the_stream_taken_at_once(sizes):
         assert torch.equal(_take(5, sizes), _take(5, [sum(sizes)]))
 
 
+def test_pieces_of_a_stream_are_its_takes_in_turn():
+    """``split`` hands out the next numbers of the stream in pieces that any thread may take
+    (in any order); the stream goes on after them, and a piece gives no more than its share."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(normals, "BLOCK", 97)
+        sizes = [150, 40, 300, 7]
+        want = _take(6, sizes + [50])
+        stream = BlockedNormals(torch.Generator().manual_seed(6))
+        pieces = stream.split(sizes)
+        got = [pieces[i].take(torch.empty(sizes[i])) for i in (2, 0, 3, 1)]
+        got = [got[1], got[3], got[0], got[2], stream.take(torch.empty(50))]
+        assert torch.equal(torch.cat(got), want)
+        with pytest.raises(RuntimeError, match="has 0 normals left, not 1"):
+            pieces[0].take(torch.empty(1))
+
+
 def test_numbers_do_not_depend_on_the_thread_count():
     threads = torch.get_num_threads()
     try:

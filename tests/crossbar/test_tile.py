@@ -679,7 +679,8 @@ def test_chunked_reads_draw_exactly_the_numbers_of_one_read(
     monkeypatch, product, shape, adc, kind, stream
 ):
     """A batch read in cache-sized chunks gives bit-identical outputs to one whole read
-    (blocked: blocks of 97 normals, so chunks and blocks do not line up)."""
+    (blocked: blocks of 97 normals, so chunks and blocks do not line up), on any number of
+    threads (blocked dense chunks are read side by side)."""
     from nvmsim.crossbar import normals
     from nvmsim.crossbar import tile as tile_mod
     from nvmsim.crossbar.products import Product
@@ -700,16 +701,20 @@ def test_chunked_reads_draw_exactly_the_numbers_of_one_read(
     p = Product((3, 3), (1, 1), (1, 1), (1, 1)) if product else Product()
     w = torch.randn(6, 27 if product else 20, generator=torch.Generator().manual_seed(1))
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(2))
-    outs = []
-    for elements in (1 << 30, 64):  # whole batch, then chunks of 16 inputs
+    outs, threads = [], torch.get_num_threads()
+    for elements, n in ((1 << 30, threads), (64, threads), (64, 1), (64, 3)):  # chunks of 16
         monkeypatch.setattr(tile_mod, "CHUNK_ELEMENTS", elements)
         t = AnalogTile(cfg, p)
         t.program(w, torch.Generator().manual_seed(0))
         g = torch.Generator().manual_seed(3)
         t.read(x, g)  # calibrates the converters on the whole batch
         assert t._chunk_rows(x) == (x.shape[0] if elements > 64 else 16)
-        outs.append(t.read(x, g))
-    assert torch.equal(outs[0], outs[1])
+        torch.set_num_threads(n)
+        try:
+            outs.append(t.read(x, g))
+        finally:
+            torch.set_num_threads(threads)
+    assert all(torch.equal(outs[0], out) for out in outs[1:])
 
 
 @pytest.mark.parametrize("kind", ["additive", "proportional"])
