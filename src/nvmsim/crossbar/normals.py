@@ -7,12 +7,13 @@ one virtual stream of ``BLOCK``-sized blocks; block ``k`` is drawn by its own ge
 from ``(base, k)``, where ``base`` is one draw from the layer's generator per read. The blocks
 are filled on all of torch's intra-op threads, and the numbers depend on neither the thread
 count nor how a read is split into chunks (:class:`BlockedNormals` continues where the last
-chunk stopped). Smaller reads, reads without a generator and reads off the CPU (CUDA draws
+chunk stopped; chunks read side by side each take their own piece, :meth:`~BlockedNormals.split`). Smaller reads, reads without a generator and reads off the CPU (CUDA draws
 in parallel already) take torch's own stream, as ``"serial"`` does for every read.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Literal
 
@@ -37,9 +38,15 @@ def block_seed(base: int, k: int) -> int:
     return (z ^ (z >> 31)) >> 1
 
 
+_local = threading.local()  # one generator per thread, seeded again for every block
+
+
 def _draw(seed: int, dst: torch.Tensor) -> None:
     """Fill ``dst`` (one whole block) from its seed."""
-    dst.normal_(generator=torch.Generator().manual_seed(seed))
+    g = getattr(_local, "generator", None)
+    if g is None:
+        g = _local.generator = torch.Generator()
+    dst.normal_(generator=g.manual_seed(seed))
 
 
 class BlockedNormals:
