@@ -7,8 +7,10 @@ one virtual stream of ``BLOCK``-sized blocks; block ``k`` is drawn by its own ge
 from ``(base, k)``, where ``base`` is one draw from the layer's generator per read. The blocks
 are filled on all of torch's intra-op threads, and the numbers depend on neither the thread
 count nor how a read is split into chunks (:class:`BlockedNormals` continues where the last
-chunk stopped; chunks read side by side each take their own piece, :meth:`~BlockedNormals.split`). Smaller reads, reads without a generator and reads off the CPU (CUDA draws
-in parallel already) take torch's own stream, as ``"serial"`` does for every read.
+chunk stopped; chunks read side by side each take their own piece,
+:meth:`~BlockedNormals.split`). Smaller reads, reads without a generator and reads off the
+CPU (CUDA draws in parallel already) take torch's own stream, as ``"serial"`` does for every
+read.
 """
 
 from __future__ import annotations
