@@ -15,13 +15,13 @@ read.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
+import itertools
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import torch
-
-from nvmsim.crossbar import workers
 
 #: Normals per block: every block is drawn whole (torch's fill is not prefix-stable).
 BLOCK = 1 << 16
@@ -30,6 +30,7 @@ MIN_BLOCKED = 1 << 17
 
 Stream = Literal["blocked", "serial"]
 _MASK = (1 << 64) - 1
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
 
 def block_seed(base: int, k: int) -> int:
@@ -40,15 +41,35 @@ def block_seed(base: int, k: int) -> int:
     return (z ^ (z >> 31)) >> 1
 
 
-_local = threading.local()  # one generator per thread, seeded again for every block
+def _helpers() -> tuple[ThreadPoolExecutor | None, int]:
+    """A pool of one thread fewer than torch's intra-op threads, and its size (no pool for
+    one thread); remade after a fork (a forked child has none of its parent's threads)."""
+    global _pool
+    n = torch.get_num_threads() - 1
+    if n < 1:
+        return None, 0
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] != n:
+        _pool = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix="nvmsim-normals"))
+    return _pool[2], n
 
 
-def _draw(seed: int, dst: torch.Tensor) -> None:
-    """Fill ``dst`` (one whole block) from its seed."""
-    g = getattr(_local, "generator", None)
-    if g is None:
-        g = _local.generator = torch.Generator()
-    dst.normal_(generator=g.manual_seed(seed))
+def _fill(tasks: list[tuple[int, torch.Tensor, int]], claim: Iterator[int]) -> None:
+    """Draw the blocks ``(seed, destination, skip)`` this thread claims (a whole block, or
+    ``skip:`` of one) until none is left: which thread draws a block never changes it."""
+    g = torch.Generator()
+    scratch = None
+    for i in claim:
+        if i >= len(tasks):
+            return
+        seed, dst, skip = tasks[i]
+        g.manual_seed(seed)
+        if skip == 0 and dst.numel() == BLOCK:
+            dst.normal_(generator=g)
+            continue
+        if scratch is None:
+            scratch = torch.empty(BLOCK, dtype=dst.dtype)
+        scratch.normal_(generator=g)
+        dst.copy_(scratch[skip : skip + dst.numel()])
 
 
 class BlockedNormals:
@@ -56,69 +77,50 @@ class BlockedNormals:
 
     ``take`` continues the stream, so a read taken in chunks gets exactly the numbers of
     the whole read taken at once. The base seed is drawn from ``generator`` at the first take.
-    A block a take uses only part of is drawn whole once, and kept for the next take.
     """
 
     def __init__(self, generator: torch.Generator | None, base: int | None = None) -> None:
         self.generator = generator
         self._base = base
         self._pos = 0
-        self._end: int | None = None  # a piece (see split) may take no further
-        self._threads = True
-        self._kept: tuple[int, torch.Tensor] | None = None  # (k, block k) of a split block
-
-    def _base_seed(self) -> int:
-        if self._base is None:
-            assert self.generator is not None
-            self._base = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        return self._base
+        self._end: int | None = None  # a piece (see split) takes no further, on one thread
 
     def split(self, counts: Sequence[int]) -> list[BlockedNormals]:
         """Streams for the next ``counts[i]`` normals each, to be taken on any threads: piece
-        ``i`` gives exactly what ``take`` would give in turn. This stream continues after
-        them. Pieces draw on the thread that takes, and have no generator (no other draws)."""
-        base, pieces = self._base_seed(), []
+        ``i`` gives exactly what ``take`` would give in turn, drawn on the thread that takes
+        it. This stream continues after them. Pieces have no generator (no other draws)."""
+        if self._base is None:
+            self._base = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        pieces = []
         for n in counts:
-            piece = BlockedNormals(None, base)
-            piece._pos, piece._end, piece._threads = self._pos, self._pos + n, False
+            piece = BlockedNormals(None, self._base)
+            piece._pos, piece._end = self._pos, self._pos + n
             self._pos += n
             pieces.append(piece)
         return pieces
 
     def take(self, like: torch.Tensor) -> torch.Tensor:
         """The next ``like.numel()`` normals, shaped and typed as ``like`` (on the CPU)."""
-        base = self._base_seed()
+        if self._base is None:
+            self._base = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         out = torch.empty(like.shape, dtype=like.dtype)
         flat, n, pos = out.view(-1), out.numel(), self._pos
         if self._end is not None and pos + n > self._end:
             left = self._end - pos
             raise RuntimeError(f"a piece of a read stream has {left} normals left, not {n}")
-        tasks: list[tuple[int, torch.Tensor]] = []  # whole blocks, drawn in place or kept
-        pieces: list[tuple[torch.Tensor, torch.Tensor]] = []  # (destination, source)
-        kept = self._kept if self._kept is not None and self._kept[1].dtype == out.dtype else None
-        done = 0
+        tasks, done = [], 0
         while done < n:
             k, skip = divmod(pos + done, BLOCK)
             m = min(BLOCK - skip, n - done)
-            dst = flat[done : done + m]
-            if m == BLOCK:
-                tasks.append((block_seed(base, k), dst))
-            else:
-                if kept is None or kept[0] != k:
-                    kept = (k, torch.empty(BLOCK, dtype=out.dtype))
-                    tasks.append((block_seed(base, k), kept[1]))
-                pieces.append((dst, kept[1][skip : skip + m]))
+            tasks.append((block_seed(self._base, k), flat[done : done + m], skip))
             done += m
         self._pos += n
-        self._kept = kept
-        draws = [lambda t=t: _draw(*t) for t in tasks]
-        if self._threads:
-            workers.run_all(draws)  # the calling thread draws too
-        else:
-            for draw in draws:
-                draw()
-        for dst, src in pieces:  # copied here: a copy in a helper would start a thread team
-            dst.copy_(src)
+        pool, helpers = _helpers() if len(tasks) > 1 and self._end is None else (None, 0)
+        claim = itertools.count()  # blocks are claimed in order, one at a time
+        jobs = [pool.submit(_fill, tasks, claim) for _ in range(helpers)] if pool else []
+        _fill(tasks, claim)  # this thread draws too: threads busy elsewhere cost nothing
+        for job in jobs:
+            job.result()
         return out
 
 
