@@ -717,6 +717,35 @@ def test_chunked_reads_draw_exactly_the_numbers_of_one_read(
     assert all(torch.equal(outs[0], out) for out in outs[1:])
 
 
+@pytest.mark.parametrize(("adc", "side"), [(True, True), (False, False)])
+def test_reads_digitised_per_array_run_their_chunks_side_by_side(monkeypatch, adc, side):
+    """A noisy dense read whose ADC digitises several row arrays (several normals per output)
+    hands its chunks to helper threads; one normal per output stays with torch."""
+    from nvmsim.crossbar import normals, workers
+    from nvmsim.crossbar import tile as tile_mod
+
+    monkeypatch.setattr(normals, "MIN_BLOCKED", 200)
+    calls = []
+    run = workers.run_side_by_side
+    monkeypatch.setattr(
+        workers, "run_side_by_side", lambda tasks: (calls.append(len(tasks)), run(tasks))
+    )
+    monkeypatch.setattr(tile_mod, "CHUNK_ELEMENTS", 4096)
+    cfg = validate(AnalogConfig, {
+        "device": {"read_noise": {"kind": "proportional", "sigma": 0.1}, "on_off_ratio": 10},
+        "crossbar": {"tile_rows": 16},
+        "converter": {"dac_bits": 6, "adc_bits": 6} if adc else {},
+    })  # fmt: skip
+    t = AnalogTile(cfg)
+    t.program(torch.randn(8, 40, generator=torch.Generator().manual_seed(0)), torch.Generator())
+    x = torch.rand(3000, 40, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(2)
+    t.read(x, g)  # calibrates the converters on the whole batch
+    calls.clear()
+    t.read(x, g)
+    assert bool(calls and calls[0] > 1) == side
+
+
 @pytest.mark.parametrize("kind", ["additive", "proportional"])
 @pytest.mark.parametrize("bias", ["analog", "digital"])
 def test_a_read_by_its_moments_is_the_read(kind, bias):

@@ -288,3 +288,21 @@ def test_plot_jumptable(tmp_path):
     set_t, reset_t = jt.asymmetric(0.02, 0.5, spread=0.3)
     p = plot_jumptable(set_t, tmp_path / "t.png", reset=reset_t, devices=50)
     assert p.is_file() and 1000 < p.stat().st_size < 200_000
+
+
+def test_torch_threads_sets_a_new_count_and_puts_it_back_but_never_the_same_one(monkeypatch):
+    """``torch.set_num_threads`` switches MKL's dynamic threads off process-wide (slower CPU
+    attention), so the same count is not set again."""
+    from nvmsim.training.onchip import torch_threads
+
+    calls, real = [], torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    old = torch.get_num_threads()
+    with torch_threads(old):
+        assert torch.get_num_threads() == old
+    with torch_threads(None):
+        pass
+    assert calls == []
+    with torch_threads(old + 1):
+        assert torch.get_num_threads() == old + 1
+    assert calls == [old + 1, old] and torch.get_num_threads() == old

@@ -39,6 +39,8 @@ def helpers() -> tuple[ThreadPoolExecutor | None, int]:
     if n < 2:
         return None, 0
     if _pool is None or _pool[0] != os.getpid() or _pool[1] != n:
+        if _pool is not None and _pool[0] == os.getpid():
+            _pool[2].shutdown(wait=False)  # its threads end once idle
         _pool = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix="nvmsim"))
     return _pool[2], n
 

@@ -58,7 +58,8 @@ def run_task(task: Task, cache_dir: str, threads: int) -> tuple[dict[str, Any], 
     from nvmsim.studies.runner import trained_model
     from nvmsim.studies.spec import RunSpec
 
-    torch.set_num_threads(threads)
+    if torch.get_num_threads() != threads:  # the call alone slows some kernels (workers.py)
+        torch.set_num_threads(threads)
     kind, tree, key = task
     start = time.time()
     t0 = time.perf_counter()

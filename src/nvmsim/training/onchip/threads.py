@@ -14,9 +14,11 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     """Run the block on ``threads`` torch threads (None: leave the setting alone), then
     restore the previous count."""
     old = torch.get_num_threads()
-    if threads is not None:
+    change = threads is not None and threads != old  # the call alone slows some kernels
+    if change:
         torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(old)
+        if change:
+            torch.set_num_threads(old)
