@@ -16,12 +16,12 @@ read.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import torch
+
+from nvmsim.crossbar import workers
 
 #: Normals per block: every block is drawn whole (torch's fill is not prefix-stable).
 BLOCK = 1 << 16
@@ -30,7 +30,6 @@ MIN_BLOCKED = 1 << 17
 
 Stream = Literal["blocked", "serial"]
 _MASK = (1 << 64) - 1
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
 
 def block_seed(base: int, k: int) -> int:
@@ -39,18 +38,6 @@ def block_seed(base: int, k: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     return (z ^ (z >> 31)) >> 1
-
-
-def _helpers() -> tuple[ThreadPoolExecutor | None, int]:
-    """A pool of one thread fewer than torch's intra-op threads, and its size (no pool for
-    one thread); remade after a fork (a forked child has none of its parent's threads)."""
-    global _pool
-    n = torch.get_num_threads() - 1
-    if n < 1:
-        return None, 0
-    if _pool is None or _pool[0] != os.getpid() or _pool[1] != n:
-        _pool = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix="nvmsim-normals"))
-    return _pool[2], n
 
 
 def _fill(tasks: list[tuple[int, torch.Tensor, int]], claim: Iterator[int]) -> None:
@@ -85,15 +72,19 @@ class BlockedNormals:
         self._pos = 0
         self._end: int | None = None  # a piece (see split) takes no further, on one thread
 
+    def _base_seed(self) -> int:
+        """The stream's base seed: one draw from the generator, at the first use."""
+        if self._base is None:
+            self._base = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        return self._base
+
     def split(self, counts: Sequence[int]) -> list[BlockedNormals]:
         """Streams for the next ``counts[i]`` normals each, to be taken on any threads: piece
         ``i`` gives exactly what ``take`` would give in turn, drawn on the thread that takes
         it. This stream continues after them. Pieces have no generator (no other draws)."""
-        if self._base is None:
-            self._base = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        pieces = []
+        base, pieces = self._base_seed(), []
         for n in counts:
-            piece = BlockedNormals(None, self._base)
+            piece = BlockedNormals(None, base)
             piece._pos, piece._end = self._pos, self._pos + n
             self._pos += n
             pieces.append(piece)
@@ -101,8 +92,7 @@ class BlockedNormals:
 
     def take(self, like: torch.Tensor) -> torch.Tensor:
         """The next ``like.numel()`` normals, shaped and typed as ``like`` (on the CPU)."""
-        if self._base is None:
-            self._base = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        base = self._base_seed()
         out = torch.empty(like.shape, dtype=like.dtype)
         flat, n, pos = out.view(-1), out.numel(), self._pos
         if self._end is not None and pos + n > self._end:
@@ -112,12 +102,12 @@ class BlockedNormals:
         while done < n:
             k, skip = divmod(pos + done, BLOCK)
             m = min(BLOCK - skip, n - done)
-            tasks.append((block_seed(self._base, k), flat[done : done + m], skip))
+            tasks.append((block_seed(base, k), flat[done : done + m], skip))
             done += m
         self._pos += n
-        pool, helpers = _helpers() if len(tasks) > 1 and self._end is None else (None, 0)
+        pool, threads = workers.helpers() if len(tasks) > 1 and self._end is None else (None, 0)
         claim = itertools.count()  # blocks are claimed in order, one at a time
-        jobs = [pool.submit(_fill, tasks, claim) for _ in range(helpers)] if pool else []
+        jobs = [pool.submit(_fill, tasks, claim) for _ in range(threads - 1)] if pool else []
         _fill(tasks, claim)  # this thread draws too: threads busy elsewhere cost nothing
         for job in jobs:
             job.result()

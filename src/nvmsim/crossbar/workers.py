@@ -32,8 +32,9 @@ _default_changed = threading.Event()  # a helper had to call torch.set_num_threa
 
 
 def helpers() -> tuple[ThreadPoolExecutor | None, int]:
-    """A pool of as many threads as torch's intra-op threads, and its size (no pool for one
-    thread); remade after a fork (a forked child has none of its parent's threads)."""
+    """A pool of as many threads as torch's intra-op threads, and that count (no pool for
+    one thread): side by side all of them work, beside a caller one fewer. Remade after a
+    fork (a forked child has none of its parent's threads)."""
     global _pool
     n = torch.get_num_threads()
     if n < 2:
